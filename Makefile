@@ -1,0 +1,32 @@
+# Two entry points: `make reproduce` (build the book, smoke profile, offline) and `make test`.
+# Both create the virtualenv and install requirements.txt when needed.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PROFILE ?= smoke
+export CAKD_THREADS ?= 2
+
+.PHONY: install reproduce test bench goldens clean
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -r requirements.txt
+	$(PY) -m ipykernel install --sys-prefix --name python3 > /dev/null
+	touch $@
+
+install: $(VENV)/.installed
+
+reproduce: install
+	$(PY) -m cakd reproduce --profile $(PROFILE)
+
+test: install
+	$(PY) -m pytest
+
+bench: install
+	$(PY) -m cakd bench --profile $(PROFILE)
+
+goldens: install
+	$(PY) -m cakd goldens
+
+clean:
+	rm -rf _build book/runs results

@@ -1,0 +1,190 @@
+"""The report's distillation losses as pure functions of tensors (report section 3; DESIGN section 2).
+
+Shapes: student logits [B,C], teacher logits [K,B,C] (one teacher: [B,C]), labels [B]. Every loss returns
+(loss, diagnostics); diagnostics are detached tensors (no `.item()`: that would sync the GPU every step).
+KL terms are tau^2-scaled and averaged over the batch ("batchmean"), never over classes as well.
+Where the report is ambiguous, a keyword option chooses; its default is the literal reading.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+Diagnostics = dict[str, Tensor]
+LossFn = Callable[..., tuple[Tensor, Diagnostics]]
+LOSSES: dict[str, LossFn] = {}
+
+
+def register_loss(name: str) -> Callable[[LossFn], LossFn]:
+    def add(fn: LossFn) -> LossFn:
+        LOSSES[name] = fn
+        return fn
+    return add
+
+
+@register_loss("baseline")
+def ce_loss(student_logits: Tensor, teacher_logits: Tensor | None, labels: Tensor) -> tuple[Tensor, Diagnostics]:
+    """The baseline: cross-entropy with the labels; `teacher_logits` is ignored (pass None)."""
+    ce = F.cross_entropy(student_logits, labels)
+    return ce, {"ce": ce.detach()}
+
+
+@register_loss("kd")
+def kd_loss(student_logits: Tensor, teacher_logits: Tensor, labels: Tensor, *, alpha: float,
+            temperature: float) -> tuple[Tensor, Diagnostics]:
+    """Single-teacher KD (Hinton et al.): L = alpha * tau^2 KL(p_t^tau || p_s^tau) + (1 - alpha) * CE.
+
+    Here alpha weights the KL term, as in the report (torchdistill's KDLoss uses alpha for CE instead).
+    `teacher_logits` is [B,C] (or [1,B,C]).
+    """
+    if teacher_logits.dim() == 3:
+        if teacher_logits.shape[0] != 1:
+            raise ValueError(f"kd_loss takes one teacher, got K={teacher_logits.shape[0]}; "
+                             "use ca_wkd_loss, alpha_guided_loss or adaptive_alpha_loss for several")
+        teacher_logits = teacher_logits[0]
+    _check_range("alpha", alpha, 0.0, 1.0)
+    kd = kl_per_sample(student_logits, teacher_logits[None], temperature)[0].mean()
+    ce = F.cross_entropy(student_logits, labels)
+    return alpha * kd + (1 - alpha) * ce, {"ce": ce.detach(), "kd": kd.detach()}
+
+
+@register_loss("ca_wkd")
+def ca_wkd_loss(student_logits: Tensor, teacher_logits: Tensor, labels: Tensor, *, temperature: float,
+                weighting: str = "sample", aggregation: str = "sum_kl", divide_by_k: bool = False,
+                confidence_temperature: str = "one") -> tuple[Tensor, Diagnostics]:
+    """Method 1 (CA-WKD): confidence-weighted teacher KLs plus CE, L = L_KL + CE.
+
+    w_k,i = (1 - softmax_k(CE_.,i)_k) / (K - 1), with CE_k,i teacher k's cross-entropy on sample i, so the
+    weights sum to 1 and the teacher with the lower CE weighs more; L_KL = mean_i sum_k w_k,i KL_k,i (Eq. 3).
+    """
+    weights = teacher_weights(teacher_logits, labels, weighting=weighting,
+                              temperature=_confidence_temperature(confidence_temperature, temperature))
+    kd = weighted_kd(student_logits, teacher_logits, weights, temperature=temperature,
+                     aggregation=aggregation, divide_by_k=divide_by_k)
+    ce = F.cross_entropy(student_logits, labels)
+    return kd + ce, {"ce": ce.detach(), "kd": kd.detach(), "teacher_weights": weights.mean(1).detach()}
+
+
+@register_loss("alpha_guided")
+def alpha_guided_loss(student_logits: Tensor, teacher_logits: Tensor, labels: Tensor, *, temperature: float,
+                      gamma: float = 2.0, theta: float = 0.3, weighting: str = "sample",
+                      aggregation: str = "sum_kl", divide_by_k: bool = False, confidence_temperature: str = "one",
+                      m2_confidence: str = "max_prob") -> tuple[Tensor, Diagnostics]:
+    """Method 2: Method 1's L_KL, balanced with CE by the ensemble's confidence.
+
+    conf = mean_i max_c softmax(mean_k t_k,i)_c; alpha = sigmoid(gamma (conf - theta)) (in [0.354, 0.802]
+    for gamma 2, theta 0.3); L = alpha L_KL + (1 - alpha) CE. `m2_confidence='true_class'` uses the
+    ensemble's probability of the label instead of its top probability.
+    """
+    _check_choice("m2_confidence", m2_confidence, ("max_prob", "true_class"))
+    for name, value in (("gamma", gamma), ("theta", theta)):
+        if not torch.isfinite(torch.tensor(float(value))):
+            raise ValueError(f"{name}={value!r} must be a finite number")
+    conf_temperature = _confidence_temperature(confidence_temperature, temperature)
+    weights = teacher_weights(teacher_logits, labels, weighting=weighting, temperature=conf_temperature)
+    kd = weighted_kd(student_logits, teacher_logits, weights, temperature=temperature,
+                     aggregation=aggregation, divide_by_k=divide_by_k)
+    ensemble = (teacher_logits.mean(0) / conf_temperature).softmax(-1)            # [B, C]
+    if m2_confidence == "max_prob":
+        confidence = ensemble.max(-1).values.mean()
+    else:
+        confidence = ensemble.gather(1, labels[:, None]).mean()
+    alpha = torch.sigmoid(gamma * (confidence - theta)).detach()
+    ce = F.cross_entropy(student_logits, labels)
+    return alpha * kd + (1 - alpha) * ce, {"ce": ce.detach(), "kd": kd.detach(), "alpha": alpha,
+                                           "teacher_weights": weights.mean(1).detach()}
+
+
+@register_loss("adaptive_alpha")
+def adaptive_alpha_loss(student_logits: Tensor, teacher_logits: Tensor, labels: Tensor, *, temperature: float,
+                        use_ce: bool = True, m3_alpha: str = "batch",
+                        confidence_temperature: str = "one") -> tuple[Tensor, Diagnostics]:
+    """Method 3: per sample, distil from the teacher most confident in the label; alpha from that confidence.
+
+    p_k,i = softmax(t_k,i)[y_i]; k*_i = argmax_k p_k,i (ties: lowest k); alpha = mean_i p_k*_i,i (a batch
+    scalar; `m3_alpha='sample'` keeps it per sample); L = alpha KL_k* + (1 - alpha) CE, or KL_k* alone
+    with `use_ce=False`.
+    """
+    _check_teachers(teacher_logits, labels, "adaptive_alpha_loss")
+    _check_choice("m3_alpha", m3_alpha, ("batch", "sample"))
+    conf_temperature = _confidence_temperature(confidence_temperature, temperature)
+    p_true = (teacher_logits / conf_temperature).softmax(-1).gather(
+        2, labels[None, :, None].expand(len(teacher_logits), -1, 1))[..., 0]       # [K, B]
+    chosen = p_true.argmax(0)                                                      # [B], first max on ties
+    p_chosen = p_true.gather(0, chosen[None])[0].detach()                          # [B]
+    kl = kl_per_sample(student_logits, teacher_logits, temperature)                # [K, B]
+    kl_chosen = kl.gather(0, chosen[None])[0]                                      # [B]
+    alpha = p_chosen.mean() if m3_alpha == "batch" else p_chosen
+    ce = F.cross_entropy(student_logits, labels, reduction="none")                 # [B]
+    loss = (alpha * kl_chosen + (1 - alpha) * ce).mean() if use_ce else kl_chosen.mean()
+    choice = F.one_hot(chosen, len(teacher_logits)).float().mean(0)
+    return loss, {"ce": ce.mean().detach(), "kd": kl_chosen.mean().detach(), "alpha": alpha.mean(),
+                  "teacher_choice": choice}
+
+
+# ----------------------------------------------------------------------------- building blocks
+
+def kl_per_sample(student_logits: Tensor, teacher_logits: Tensor, temperature: float) -> Tensor:
+    """tau^2 * KL(softmax(t/tau) || softmax(s/tau)) per teacher and sample: [B,C], [K,B,C] -> [K,B]."""
+    _check_positive("temperature", temperature)
+    log_p_s = F.log_softmax(student_logits / temperature, dim=-1)
+    log_p_t = F.log_softmax(teacher_logits / temperature, dim=-1)
+    return temperature ** 2 * (log_p_t.exp() * (log_p_t - log_p_s)).sum(-1)
+
+
+def teacher_weights(teacher_logits: Tensor, labels: Tensor, *, weighting: str = "sample",
+                    temperature: float = 1.0) -> Tensor:
+    """Methods 1-2: w_k = (1 - softmax_k(CE_k)) / (K - 1), per sample or per batch -> [K, B]."""
+    _check_teachers(teacher_logits, labels, "the confidence-weighted losses")
+    _check_choice("weighting", weighting, ("sample", "batch"))
+    k, b, _ = teacher_logits.shape
+    ce = F.cross_entropy((teacher_logits / temperature).flatten(0, 1), labels.repeat(k),
+                         reduction="none").view(k, b)                               # [K, B]
+    if weighting == "batch":
+        ce = ce.mean(1, keepdim=True)
+    return ((1 - ce.softmax(0)) / (k - 1)).expand(k, b)
+
+
+def weighted_kd(student_logits: Tensor, teacher_logits: Tensor, weights: Tensor, *, temperature: float,
+                aggregation: str = "sum_kl", divide_by_k: bool = False) -> Tensor:
+    """Methods 1-2 KD term: mean_i sum_k w_k,i KL_k,i (Eq. 3), or KL to the weighted mean of the logits."""
+    _check_choice("aggregation", aggregation, ("sum_kl", "mean_logits"))
+    if aggregation == "sum_kl":
+        kd = (weights * kl_per_sample(student_logits, teacher_logits, temperature)).sum(0).mean()
+    else:
+        mixed = (weights[..., None] * teacher_logits).sum(0)                           # [B, C]
+        kd = kl_per_sample(student_logits, mixed[None], temperature)[0].mean()
+    return kd / len(teacher_logits) if divide_by_k else kd
+
+
+def _confidence_temperature(option: str, temperature: float) -> float:
+    _check_choice("confidence_temperature", option, ("one", "tau"))
+    return 1.0 if option == "one" else temperature
+
+
+def _check_teachers(teacher_logits: Tensor, labels: Tensor, where: str) -> None:
+    if teacher_logits.dim() != 3:
+        raise ValueError(f"{where} takes teacher logits [K,B,C], got shape {tuple(teacher_logits.shape)}")
+    if teacher_logits.shape[0] < 2:
+        raise ValueError(f"{where} needs K >= 2 teachers, got K={teacher_logits.shape[0]}; "
+                         "use kd_loss for one teacher")
+    if teacher_logits.shape[1] != len(labels):
+        raise ValueError(f"teacher logits hold {teacher_logits.shape[1]} samples but labels {len(labels)}")
+
+
+def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name}={value!r} is not one of {list(allowed)}")
+
+
+def _check_positive(name: str, value: float) -> None:
+    if not (isinstance(value, (int, float)) and value > 0 and value != float("inf")):
+        raise ValueError(f"{name}={value!r} must be a finite number > 0")
+
+
+def _check_range(name: str, value: float, low: float, high: float) -> None:
+    if not (isinstance(value, (int, float)) and low <= value <= high):
+        raise ValueError(f"{name}={value!r} must lie in [{low}, {high}]")
