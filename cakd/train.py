@@ -11,7 +11,7 @@ import inspect
 import math
 import os
 import time
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Protocol
@@ -76,14 +76,12 @@ def fit(model: nn.Module, splits: Splits, step_loss: StepLoss, cfg: FitConfig, *
     configure_threads()
     device, cuda = cfg.device, cfg.device.type == "cuda"
     torch.manual_seed(cfg.seed)
-    if cuda:
-        model = model.to(device, memory_format=torch.channels_last)
-        model.channels_last = True
-    else:
-        model = model.to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                  **({"fused": True} if cuda else {}))
-    steps_per_epoch = math.ceil(len(splits.train) / cfg.batch_size)
+    model, optimizer, autocast = prepare_training(model, device, cfg.lr, cfg.weight_decay)
+    if cfg.batch_size > len(splits.train):
+        raise ValueError(f"batch_size={cfg.batch_size} exceeds the {len(splits.train)} training images; "
+                         "use a smaller batch_size or a larger dataset")
+    # The last incomplete batch is dropped (the order is reshuffled each epoch): a batch of 1 breaks BatchNorm.
+    steps_per_epoch = len(splits.train) // cfg.batch_size
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg.schedule, cfg.epochs * steps_per_epoch))
     generator = torch.Generator().manual_seed(cfg.seed)   # data order and views: CPU, reproducible anywhere
     history: list[dict[str, float]] = []
@@ -101,7 +99,6 @@ def fit(model: nn.Module, splits: Splits, step_loss: StepLoss, cfg: FitConfig, *
     passes_before = int(history[-1].get("teacher_passes", 0)) if history else 0
 
     forward = torch.compile(model) if cfg.compile else model
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else nullcontext()
     train = splits.train.to(device)
     val, test = splits.val.to(device), splits.test.to(device)
     bar = tqdm(range(len(history), cfg.epochs), desc=desc, initial=len(history), total=cfg.epochs,
@@ -111,27 +108,11 @@ def fit(model: nn.Module, splits: Splits, step_loss: StepLoss, cfg: FitConfig, *
         model.train()
         order = torch.randperm(len(train), generator=generator)
         views = random_views(len(train), generator) if cfg.augment == "crop_flip" else identity_views(len(train))
-        order_dev, views_dev = order.to(device), views.to(device)
-        sums: dict[str, Tensor] = {}
-        for first in range(0, len(train), cfg.batch_size):
-            indices = order_dev[first:first + cfg.batch_size]
-            view_ids = views_dev[first:first + cfg.batch_size]
-            images, labels = apply_views(train.images[indices], view_ids), train.labels[indices]
-            with autocast:
-                logits = forward(images)
-            teacher_logits = teachers(indices, view_ids, images) if teachers is not None else None
-            loss, diagnostics = step_loss(logits.float(), teacher_logits, labels)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            n = len(labels)
-            _accumulate(sums, "loss", loss.detach() * n)
-            _accumulate(sums, "train_acc", (logits.argmax(1) == labels).sum() * 100.0)
-            for key, value in diagnostics.items():
-                _accumulate(sums, key, value * n)
+        seen = steps_per_epoch * cfg.batch_size
+        sums = train_epoch(forward, optimizer, scheduler, step_loss, train, order[:seen].to(device),
+                           views[:seen].to(device), cfg.batch_size, teachers=teachers, autocast=autocast)
         record = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"]}
-        record.update(_flatten({k: v / len(train) for k, v in sums.items()}))   # one host sync per epoch
+        record.update(_flatten({k: v / seen for k, v in sums.items()}))   # one host sync per epoch
         record["val_acc"] = evaluate(forward, val, cfg.eval_batch_size, autocast)
         record["test_acc"] = evaluate(forward, test, cfg.eval_batch_size, autocast)
         seconds += time.perf_counter() - start
@@ -148,6 +129,50 @@ def fit(model: nn.Module, splits: Splits, step_loss: StepLoss, cfg: FitConfig, *
                               "history": history, "seconds": seconds}, checkpoint)
     bar.close()
     return FitResult(history, model, seconds)
+
+
+def prepare_training(model: nn.Module, device: torch.device, lr: float,
+                     weight_decay: float) -> tuple[nn.Module, torch.optim.Optimizer, AbstractContextManager]:
+    """The model on `device`, its AdamW and the forward's autocast: channels_last, fused AdamW and bf16 on CUDA."""
+    cuda = device.type == "cuda"
+    if cuda:
+        model = model.to(device, memory_format=torch.channels_last)
+        model.channels_last = True
+    else:
+        model = model.to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay,
+                                  **({"fused": True} if cuda else {}))
+    return model, optimizer, torch.autocast("cuda", dtype=torch.bfloat16) if cuda else nullcontext()
+
+
+def train_epoch(forward: Callable[[Tensor], Tensor], optimizer: torch.optim.Optimizer,
+                scheduler: torch.optim.lr_scheduler.LRScheduler, step_loss: StepLoss, train: Split,
+                order: Tensor, views: Tensor, batch_size: int, *, teachers: TeacherLogits | None = None,
+                autocast: AbstractContextManager | None = None) -> dict[str, Tensor]:
+    """One optimisation step per full batch of `order` (device indices into `train`, with their view ids).
+
+    Returns the running sums of loss, train accuracy and diagnostics, still on the device: no host sync.
+    `fit` calls it once per epoch; `cakd.bench` times it.
+    """
+    autocast = autocast if autocast is not None else nullcontext()
+    sums: dict[str, Tensor] = {}
+    for first in range(0, len(order) // batch_size * batch_size, batch_size):
+        indices, view_ids = order[first:first + batch_size], views[first:first + batch_size]
+        images, labels = apply_views(train.images[indices], view_ids), train.labels[indices]
+        with autocast:
+            logits = forward(images)
+        teacher_logits = teachers(indices, view_ids, images) if teachers is not None else None
+        loss, diagnostics = step_loss(logits.float(), teacher_logits, labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        n = len(labels)
+        _accumulate(sums, "loss", loss.detach() * n)
+        _accumulate(sums, "train_acc", (logits.argmax(1) == labels).sum() * 100.0)
+        for key, value in diagnostics.items():
+            _accumulate(sums, key, value * n)
+    return sums
 
 
 @torch.no_grad()

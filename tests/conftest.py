@@ -1,0 +1,62 @@
+"""Shared test setup: every test gets its own results/cache/data homes, fixed torch threads and seed, no network."""
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+
+import pytest
+import torch
+
+from cakd import paths
+
+# Read by huggingface_hub / timm / transformers when they are first imported, so set before any test imports them.
+for _name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+    os.environ[_name] = "1"
+
+# Fixed, not os.cpu_count(), so results do not depend on the machine. One thread: the tests' tensors are tiny,
+# and with other jobs on the same cores each 2-thread OpenMP region waited ~50 ms (a tiny CNN forward 1.5 s vs 5 ms).
+TORCH_THREADS = 1
+
+
+def _loopback_only(connect):
+    """socket.connect that refuses anything but this machine (kernels and servers on localhost still work)."""
+    def guarded(sock, address, *args, **kwargs):
+        host = address[0] if isinstance(address, tuple) else None
+        if host is not None:
+            try:
+                allowed = ipaddress.ip_address(host).is_loopback
+            except ValueError:
+                allowed = host == "localhost"
+            if not allowed:
+                raise OSError(f"tests must not use the network (tried to connect to {address!r})")
+        return connect(sock, address, *args, **kwargs)
+    return guarded
+
+
+@pytest.fixture(autouse=True)
+def isolated_homes(tmp_path_factory, monkeypatch):
+    """Point CAKD_RESULTS / CAKD_CACHE / CAKD_DATA at fresh temporary folders; yields their paths.
+
+    Nothing a test writes lands in the repository or the user's cache, and nothing an earlier run left there
+    is read. The folders live beside the test's own `tmp_path`, not in it, so tmp_path holds only the test's files.
+    Also: no CAKD_PRETRAINED_DIR, torch threads (here and in subprocesses) and seed fixed, outbound connections
+    refused.
+    """
+    base = tmp_path_factory.mktemp("cakd-homes")
+    homes = {env: base / name for env, name in
+             ((paths.RESULTS_ENV, "results"), (paths.CACHE_ENV, "cache"), (paths.DATA_ENV, "data"))}
+    for env, folder in homes.items():
+        folder.mkdir()
+        monkeypatch.setenv(env, str(folder))
+    monkeypatch.delenv("CAKD_PRETRAINED_DIR", raising=False)
+    for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.setenv(name, "1")
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):   # the same thread count in subprocesses a test starts
+        monkeypatch.setenv(name, str(TORCH_THREADS))
+    monkeypatch.setattr(socket.socket, "connect", _loopback_only(socket.socket.connect))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(TORCH_THREADS)
+    torch.manual_seed(0)
+    yield {"results": homes[paths.RESULTS_ENV], "cache": homes[paths.CACHE_ENV], "data": homes[paths.DATA_ENV]}
+    torch.set_num_threads(threads)
