@@ -114,6 +114,9 @@ class RunConfig:
     eval_batch_size: int = _nohash(1024)
 
     def __post_init__(self) -> None:
+        if isinstance(self.teachers, str):   # papermill's `-p teachers resnet50` passes a plain string
+            raise ValueError(f"RunConfig.teachers={self.teachers!r} must be a list of teacher names, "
+                             f"e.g. ['{self.teachers}'] (papermill: -y 'teachers: [{self.teachers}]')")
         object.__setattr__(self, "teachers", tuple(self.teachers))
         _validate(self)
 

@@ -125,8 +125,10 @@ def load_cifar100(root: Path) -> Splits:
         train = CIFAR100(str(root), train=True, download=not on_disk)
         test = CIFAR100(str(root), train=False, download=False)
     except Exception as e:  # URLError, socket errors, a corrupt archive: all leave us without data
+        where = (f"{root / 'cifar-100-python'} exists but could not be read" if on_disk else
+                 f"CIFAR-100 is not in {root} and could not be downloaded there")
         raise DataUnavailableError(
-            f"CIFAR-100 is not in {root} and could not be downloaded there ({type(e).__name__}: {e}). "
+            f"{where} ({type(e).__name__}: {e}). "
             f"Either connect to the internet (torchvision downloads it to {root}), or copy an extracted "
             f"'cifar-100-python/' folder into {root} (set data_dir=... or CAKD_DATA to use another folder)."
         ) from e

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from .config import CIFAR100_MEAN, CIFAR100_STD, STUDENTS, TEACHERS, TeacherSpec
 
+SCALES = ("full", "tiny")                    # tiny = the smoke profile's stand-ins of the same families
 PRETRAINED_DIR_ENV = "CAKD_PRETRAINED_DIR"   # folder of <timm_name>.pth / .safetensors for offline use
 StudentFn = Callable[[int, str], nn.Module]
 STUDENT_BUILDERS: dict[str, StudentFn] = {}
@@ -77,6 +78,7 @@ def torchvision_mobilenet_v2(num_classes: int, scale: str) -> nn.Module:
 
 
 def create_student(name: str, num_classes: int, scale: str = "full") -> nn.Module:
+    _check_scale(scale)
     if name not in STUDENT_BUILDERS:
         raise ValueError(f"student={name!r} is unknown; known students are {sorted(STUDENT_BUILDERS)}")
     return STUDENT_BUILDERS[name](num_classes, scale)
@@ -84,6 +86,7 @@ def create_student(name: str, num_classes: int, scale: str = "full") -> nn.Modul
 
 def create_teacher(name: str, num_classes: int, scale: str = "full", pretrained: bool = False) -> nn.Module:
     """A timm teacher wrapped with its input size and normalization; `pretrained` loads ImageNet weights."""
+    _check_scale(scale)
     if name not in TEACHERS:
         raise ValueError(f"teacher={name!r} is unknown; known teachers are {sorted(TEACHERS)}")
     spec = TEACHERS[name]
@@ -98,6 +101,11 @@ def create_teacher(name: str, num_classes: int, scale: str = "full", pretrained:
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def _check_scale(scale: str) -> None:
+    if scale not in SCALES:
+        raise ValueError(f"scale={scale!r} is not one of {list(SCALES)}; tiny = smoke-profile stand-ins")
 
 
 def _timm_model(spec: TeacherSpec, num_classes: int, pretrained: bool, **kwargs) -> nn.Module:
