@@ -61,6 +61,9 @@ TEACHER_LABELS = {"resnet18": "ResNet-18", "resnet34": "ResNet-34", "resnet50": 
 CIFAR100_MEAN = (0.5071, 0.4865, 0.4409)
 CIFAR100_STD = (0.2673, 0.2564, 0.2762)
 SPLIT_FRACTIONS = (45, 5, 10)   # train / val / test, as CIFAR-100's 45k / 5k / 10k
+# Part of every run hash: bump it when a code change alters results, so old registry entries are not reused.
+RESULTS_VERSION = 2
+FLOAT_FIELDS = ("lr", "weight_decay", "temperature", "alpha", "gamma", "theta", "teacher_lr")
 
 
 def _nohash(default: Any) -> Any:
@@ -119,6 +122,8 @@ class RunConfig:
                              f"e.g. ['{self.teachers}'] (papermill: -y 'teachers: [{self.teachers}]')")
         object.__setattr__(self, "teachers", tuple(self.teachers))
         _validate(self)
+        for name in FLOAT_FIELDS:   # papermill's `-p temperature 16` is an int: 16 and 16.0 are one run
+            object.__setattr__(self, name, float(getattr(self, name)))
 
     @property
     def run_id(self) -> str:
@@ -235,6 +240,7 @@ def profile_config(profile: str, **overrides: Any) -> RunConfig:
 
 
 def _digest(values: dict[str, Any]) -> str:
+    values = {**values, "results_version": RESULTS_VERSION}
     return hashlib.sha256(json.dumps(values, sort_keys=True, default=list).encode()).hexdigest()
 
 

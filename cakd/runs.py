@@ -70,6 +70,7 @@ def load_or_train(config: RunConfig, *, force: bool = False) -> RunResult:
     files.write_json(folder / "config.json", config.to_dict())
     files.write_text(folder / "history.csv", _to_csv(history))
     files.write_json(folder / "metrics.json", metrics)
+    checkpoint_path(config).unlink()      # finished: the registry holds the result; the resume state is spent
     return RunResult(config, history, metrics, folder, trained=True)
 
 

@@ -233,3 +233,9 @@ def test_teacher_config_carries_the_run_teacher_settings():
         ("resnet50", config.teacher_epochs, config.teacher_lr, False, "tiny")
     assert teacher.input_size == TEACHERS["resnet50"].tiny_input_size == 32
     assert teacher.run_id.startswith("resnet50-")
+
+
+def test_integer_and_float_parameters_are_one_run():
+    # papermill's `-p temperature 16` passes an int; the manifest says 16.0: both must find the same run
+    assert profile_config("smoke", temperature=16).run_id == profile_config("smoke", temperature=16.0).run_id
+    assert isinstance(profile_config("smoke", alpha=1).alpha, float)

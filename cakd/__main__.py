@@ -1,0 +1,79 @@
+"""Command line: `python -m cakd COMMAND ...` (also installed as `cakd`). One function per command.
+
+To add a command: a `_<name>(args)` function returning an exit code, and its parser in `build_parser`.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .config import PROFILES
+
+BENCH_SETTINGS = ("batch_size", "steps", "warmup", "train_images", "teacher_batch_size", "eval_batch_size",
+                  "naive_workers")   # cakd.bench.BenchSettings fields (besides repeats), as --batch-size etc.
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m cakd",
+                                     description="Confidence Aware Ensemble Knowledge Distillation, reproduced.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = commands.add_parser("reproduce", help="run every Table 1 row through its notebook and build the book",
+                            description="Execute the notebooks of the manifest rows (papermill, into book/runs/), "
+                                        "train extra seeds, run the results notebook, build the Jupyter Book. "
+                                        "Finished runs are reused.")
+    p.add_argument("--profile", default="smoke", metavar="|".join(PROFILES),
+                   help="smoke: synthetic data, tiny models, CPU, minutes (default); paper: the report's setting")
+    p.add_argument("--rows", nargs="+", metavar="ID", help="only these manifest rows (default: all)")
+    p.add_argument("--seeds", type=int, default=1, metavar="N",
+                   help="seeds 0..N-1 per row; seed 0 runs in the notebooks, the others directly (default 1)")
+    p.add_argument("--force", action="store_true", help="retrain the runs and re-execute every notebook "
+                   "(fine-tuned teachers are kept: delete the cache home to retrain them)")
+    p.add_argument("--no-build", dest="build", action="store_false", help="skip `jupyter-book build .`")
+    p.set_defaults(run=_reproduce)
+
+    p = commands.add_parser("bench", help="time the optimized and the naive training pipelines, and the KD overhead",
+                            description="Time, in one process on the same models: the plain student step, KD from "
+                                        "cached teacher logits, KD with online teachers, and a naive pipeline "
+                                        "(DataLoader of PIL images, fp32, teachers every step); print a table and "
+                                        "write results/<profile>/bench.json and bench.md.")
+    p.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu", help="default cpu")
+    p.add_argument("--profile", default="smoke", metavar="|".join(PROFILES),
+                   help="smoke: tiny models (default); paper: MobileNetV2 and ResNet-50, DenseNet-121, ViT-B/16")
+    p.add_argument("--out", type=Path, help="the JSON file (default results/<profile>/bench.json)")
+    p.add_argument("--repeats", type=int, metavar="N", help="timed repeats (default: per profile and device)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the student in the optimized pipelines")
+    for name in BENCH_SETTINGS:
+        p.add_argument(f"--{name.replace('_', '-')}", type=int, metavar="N", dest=name,
+                       help="default: per profile and device (cakd.bench.DEFAULTS)")
+    p.set_defaults(run=_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except ValueError as e:   # bad profile, unknown row, bad parameter: one line, no traceback
+        print(f"cakd {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+def _reproduce(args: argparse.Namespace) -> int:
+    from .reproduce import reproduce
+
+    failed = reproduce(args.profile, rows=args.rows, seeds=args.seeds, force=args.force, build=args.build)
+    return 1 if failed else 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from .bench import run_benchmark
+
+    settings = {name: getattr(args, name) for name in BENCH_SETTINGS if getattr(args, name) is not None}
+    run_benchmark(args.device, args.profile, args.repeats, args.out, compile=args.compile, **settings)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
