@@ -48,6 +48,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(f"--{name.replace('_', '-')}", type=int, metavar="N", dest=name,
                        help="default: per profile and device (cakd.bench.DEFAULTS)")
     p.set_defaults(run=_bench)
+
+    p = commands.add_parser("goldens", help="regenerate the golden notebooks of the nbval tests (tests/golden/)",
+                            description="Execute every notebook under the smoke profile in fresh homes and save "
+                                        "it with its outputs as tests/golden/<name>.ipynb. Run it after a change "
+                                        "that is meant to alter reported numbers, and review the diff.")
+    p.add_argument("names", nargs="*", metavar="NAME", help="only these goldens (default: all)")
+    p.set_defaults(run=_goldens)
     return parser
 
 
@@ -72,6 +79,13 @@ def _bench(args: argparse.Namespace) -> int:
 
     settings = {name: getattr(args, name) for name in BENCH_SETTINGS if getattr(args, name) is not None}
     run_benchmark(args.device, args.profile, args.repeats, args.out, compile=args.compile, **settings)
+    return 0
+
+
+def _goldens(args: argparse.Namespace) -> int:
+    from .goldens import regenerate
+
+    regenerate(args.names or None)
     return 0
 
 

@@ -84,6 +84,9 @@ def run_benchmark(device: str = "cpu", profile: str = "smoke", repeats: int | No
     `overrides` replace BenchSettings fields (batch_size, steps, warmup, train_images, ...). Returns the record
     written to `out` (default results/<profile>/bench.json; bench.md beside it).
     """
+    if out is not None and (Path(out).suffix != ".json" or Path(out).is_dir()):   # checked now, not after the timing
+        raise ValueError(f"out={str(out)!r} must be a .json file path such as results/bench.json "
+                         "(bench.md is written beside it)")
     configure_threads()
     dev = resolve_device(device)
     s = bench_settings(profile, dev, repeats, **overrides)

@@ -120,6 +120,9 @@ class RunConfig:
         if isinstance(self.teachers, str):   # papermill's `-p teachers resnet50` passes a plain string
             raise ValueError(f"RunConfig.teachers={self.teachers!r} must be a list of teacher names, "
                              f"e.g. ['{self.teachers}'] (papermill: -y 'teachers: [{self.teachers}]')")
+        if not isinstance(self.teachers, (list, tuple)):   # `-p teachers 5`: not a TypeError from tuple()
+            raise ValueError(f"RunConfig.teachers={self.teachers!r} must be a list of teacher names, "
+                             f"e.g. ['densenet121', 'resnet50']; known teachers are {sorted(TEACHERS)}")
         object.__setattr__(self, "teachers", tuple(self.teachers))
         _validate(self)
         for name in FLOAT_FIELDS:   # papermill's `-p temperature 16` is an int: 16 and 16.0 are one run
@@ -230,13 +233,20 @@ def profile_config(profile: str, **overrides: Any) -> RunConfig:
     An override of None means "the profile's default" (how notebooks leave a parameter unset).
     """
     overrides = {k: v for k, v in overrides.items() if v is not None}
-    if profile not in PROFILE_DEFAULTS:
+    if not isinstance(profile, str) or profile not in PROFILE_DEFAULTS:   # a YAML list is unhashable: check str
         raise ValueError(f"profile={profile!r} is not one of {sorted(PROFILE_DEFAULTS)}; "
                          "smoke runs offline in minutes, paper is the report's CIFAR-100 setting")
     unknown = sorted(set(overrides) - set(RunConfig.field_names()))
     if unknown:
         raise ValueError(f"unknown parameter(s) {unknown}; RunConfig fields are {RunConfig.field_names()}")
     return RunConfig(**{**PROFILE_DEFAULTS[profile], **overrides})
+
+
+def check_flag(name: str, value: Any) -> bool:
+    """`value` if it is True or False: papermill's `-p force yes` is a string, which must not count as True."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{name}={value!r} must be True or False (papermill: -p {name} True)")
+    return value
 
 
 def _digest(values: dict[str, Any]) -> str:
@@ -255,8 +265,8 @@ def _validate(c: RunConfig) -> None:
     for name in ("use_ce", "divide_by_k", "teacher_pretrained", "compile"):
         if not isinstance(getattr(c, name), bool):
             raise bad(name, "must be True or False")
-    unknown = [t for t in c.teachers if t not in TEACHERS]
-    if unknown or not all(isinstance(t, str) for t in c.teachers):
+    unknown = [t for t in c.teachers if not isinstance(t, str) or t not in TEACHERS]   # str first: [[x]] is unhashable
+    if unknown:
         raise bad("teachers", f"unknown teacher(s) {unknown}; known teachers are {sorted(TEACHERS)}")
     if len(set(c.teachers)) != len(c.teachers):
         raise bad("teachers", "each teacher may appear once")

@@ -147,6 +147,9 @@ def load_imagefolder(root: Path) -> Splits:
     from torchvision.datasets import ImageFolder
 
     root = Path(root)
+    if not root.is_dir():
+        raise ValueError(f"data_dir={str(root)!r} is not a folder; an imagefolder dataset needs "
+                         "data_dir/train/<class>/*.png and data_dir/test/<class>/*.png")
     for part in ("train", "test"):
         if not (root / part).is_dir():
             raise ValueError(f"data_dir={str(root)!r} has no '{part}/' folder; an imagefolder dataset needs "

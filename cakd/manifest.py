@@ -25,6 +25,10 @@ class Row:
     def config(self, profile: str, seed: int = 0, **overrides: Any) -> RunConfig:
         return profile_config(profile, **{**self.params, "seed": seed, **overrides})
 
+    def notebook_parameters(self, profile: str) -> dict[str, Any]:
+        """What papermill injects into the row's notebook (the notebook itself fixes the method)."""
+        return {"profile": profile, **{k: v for k, v in self.params.items() if k != "method"}}
+
 
 ROWS: tuple[Row, ...] = (
     Row("baseline", "Baseline (MobileNetV2, no teacher)", "baseline", {"method": "baseline"}, 66.29, "fig2"),

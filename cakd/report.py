@@ -151,7 +151,10 @@ def run_teachers(result: RunResult) -> pd.DataFrame:
 
 def teacher_configs(profile: str, teachers: list[str]) -> list[TeacherConfig]:
     """The fine-tuning configs of `teachers` under `profile` (the ones every student run of it shares)."""
-    unknown = [t for t in teachers if t not in TEACHERS]
+    if isinstance(teachers, str) or not isinstance(teachers, (list, tuple)):   # papermill's `-p teachers resnet50`
+        raise ValueError(f"teachers={teachers!r} must be a list of teacher names, e.g. ['resnet50'] "
+                         f"(papermill: -y 'teachers: [resnet50]'); known teachers are {sorted(TEACHERS)}")
+    unknown = [t for t in teachers if not isinstance(t, str) or t not in TEACHERS]
     if unknown or not teachers:
         raise ValueError(f"teachers={teachers!r}: give one or more of {sorted(TEACHERS)}")
     config = profile_config(profile)

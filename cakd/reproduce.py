@@ -19,7 +19,7 @@ from typing import Any, Callable
 import nbformat
 
 from . import paths
-from .config import TEACHERS, profile_config
+from .config import TEACHERS, check_flag, profile_config
 from .manifest import ROWS, Row, all_rows, get_row
 from .runs import find_run, load_or_train
 from .teachers import teacher_folder
@@ -32,10 +32,14 @@ Log = Callable[[str], None]
 def reproduce(profile: str = "smoke", rows: list[str] | None = None, seeds: int = 1, force: bool = False,
               build: bool = True, log: Log = print) -> int:
     """Run the reproduction; returns the number of failed steps (0 = everything done)."""
-    profile_config(profile)                                   # a bad profile fails here, before any work
+    profile_config(profile)                                   # every argument is checked here, before any work
+    if isinstance(rows, str):
+        raise ValueError(f"rows={rows!r} must be a list of row ids, e.g. [{rows!r}] (CLI: --rows {rows})")
     selected = [get_row(r) for r in rows] if rows else all_rows()
-    if not isinstance(seeds, int) or seeds < 1:
+    if not isinstance(seeds, int) or isinstance(seeds, bool) or seeds < 1:
         raise ValueError(f"seeds={seeds!r} must be an integer >= 1 (seed 0 runs in the notebooks, 1..N-1 directly)")
+    check_flag("force", force)
+    check_flag("build", build)
     ensure_kernel()
     _check_toc(log)
     paths.BOOK_RUNS.mkdir(parents=True, exist_ok=True)
@@ -45,7 +49,7 @@ def reproduce(profile: str = "smoke", rows: list[str] | None = None, seeds: int 
         failed += _teachers(profile, force, log)
     for i, row in enumerate(selected, 1):
         log(f"[{i}/{len(selected)}] {row.id}: {row.label}")
-        params = {"profile": profile, **{k: v for k, v in row.params.items() if k != "method"}}
+        params = row.notebook_parameters(profile)
         done = not force and find_run(row.config(profile)) is not None
         if not _run_page(row.id, row.notebook, params, profile, reuse=done, log=log, row=row, force=force):
             failed.append(row.id)
@@ -236,7 +240,7 @@ def _retitle(nb: nbformat.NotebookNode, row: Row, profile: str, notebook: str) -
 
 
 def _page(name: str) -> Path:
-    return paths.BOOK_RUNS / f"{name}.ipynb"
+    return paths.inside(paths.BOOK_RUNS, f"{name}.ipynb", "row")
 
 
 def _stamp(output: Path) -> dict[str, Any] | None:

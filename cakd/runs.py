@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from . import files, paths
-from .config import RunConfig
+from .config import RunConfig, check_flag
 from .data import load_splits
 from .models import count_parameters, create_student
 from .teachers import teacher_logits
@@ -37,23 +37,24 @@ class RunResult:
 
 
 def run_folder(config: RunConfig) -> Path:
-    return paths.runs_dir(config.profile) / config.run_id
+    return paths.inside(paths.runs_dir(config.profile), config.run_id, "run_id")
 
 
 def checkpoint_path(config: RunConfig) -> Path:
-    return paths.checkpoints_dir(config.profile) / f"{config.run_id}.pt"
+    return paths.inside(paths.checkpoints_dir(config.profile), f"{config.run_id}.pt", "run_id")
 
 
 def load_or_train(config: RunConfig, *, force: bool = False) -> RunResult:
     """The finished run of `config` from the registry, or train it now (resuming an interrupted one)."""
+    check_flag("force", force)
     folder = run_folder(config)
+    if not force and (folder / "metrics.json").exists():
+        return load_run(folder)
+    device = resolve_device(config.device)   # a bad device or missing data fails here, before anything is deleted
+    splits = load_splits(config)
     if force:
         shutil.rmtree(folder, ignore_errors=True)
         checkpoint_path(config).unlink(missing_ok=True)
-    elif (folder / "metrics.json").exists():
-        return load_run(folder)
-    device = resolve_device(config.device)
-    splits = load_splits(config)
     teachers, teacher_record = teacher_logits(config, splits, device) if config.teachers else (None, {})
     torch.manual_seed(config.seed)
     student = create_student(config.student, splits.num_classes, config.model_scale)

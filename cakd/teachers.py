@@ -16,7 +16,7 @@ from torch import nn
 
 from . import files, paths
 from .cache import CachedTeachers, OnlineTeachers, StaleCacheError, TeacherLogitCache
-from .config import RunConfig, TeacherConfig
+from .config import RunConfig, TeacherConfig, check_flag
 from .data import Splits, load_splits
 from .losses import ce_loss
 from .models import create_teacher
@@ -31,16 +31,16 @@ class Teacher:
 
 
 def teacher_folder(tc: TeacherConfig) -> Path:
-    return paths.teachers_dir(tc.profile) / tc.run_id
+    paths.inside(paths.cache_home(), tc.profile, "TeacherConfig.profile")   # TeacherConfig itself is not validated
+    return paths.inside(paths.teachers_dir(tc.profile), tc.run_id, "TeacherConfig.name")
 
 
 def load_or_finetune(tc: TeacherConfig, splits: Splits | None = None, *, force: bool = False) -> Teacher:
     """The fine-tuned teacher of `tc`: loaded (weights verified against their hash) or trained now."""
+    check_flag("force", force)
     folder = teacher_folder(tc)
     weights, info_path = folder / "model.pt", folder / "teacher.json"
-    if force and folder.exists():
-        shutil.rmtree(folder)
-    if info_path.exists() and weights.exists():
+    if not force and info_path.exists() and weights.exists():
         info = files.read_json(info_path)
         state = files.torch_load(weights)
         if files.state_digest(state) == info["weights"]:
@@ -48,11 +48,14 @@ def load_or_finetune(tc: TeacherConfig, splits: Splits | None = None, *, force: 
             model.load_state_dict(state)
             return Teacher(tc, model, info)
         warnings.warn(f"teacher checkpoint {weights} does not match its recorded hash; fine-tuning it again")
+    device = resolve_device(tc.device)   # a bad device or missing data fails here, before anything is deleted
     splits = splits if splits is not None else load_splits(tc)
+    if force and folder.exists():
+        shutil.rmtree(folder)
     torch.manual_seed(tc.seed)
     model = create_teacher(tc.name, splits.num_classes, tc.model_scale, pretrained=tc.pretrained)
     fit_cfg = FitConfig(epochs=tc.epochs, batch_size=tc.batch_size, lr=tc.lr, weight_decay=tc.weight_decay,
-                        schedule="cosine", augment=tc.augment, seed=tc.seed, device=resolve_device(tc.device))
+                        schedule="cosine", augment=tc.augment, seed=tc.seed, device=device)
     result = fit(model, splits, ce_loss, fit_cfg, checkpoint=folder / "resume.pt", desc=f"teacher {tc.name}")
     state = {k: v.cpu() for k, v in result.model.state_dict().items()}
     info = {"name": tc.name, "run_id": tc.run_id, "config": asdict(tc), "weights": files.state_digest(state),
@@ -68,7 +71,7 @@ def load_or_finetune(tc: TeacherConfig, splits: Splits | None = None, *, force: 
 
 def load_or_build_cache(teacher: Teacher, splits: Splits, device: torch.device) -> tuple[TeacherLogitCache, int]:
     """The teacher's logit cache and the forward passes spent building it now (0 when loaded)."""
-    folder = paths.logit_cache_dir(teacher.config.profile) / teacher.config.run_id
+    folder = paths.inside(paths.logit_cache_dir(teacher.config.profile), teacher.config.run_id, "TeacherConfig.name")
     fingerprint = TeacherLogitCache.fingerprint(teacher.config.name, teacher.info["weights"], teacher.model, splits)
     if (folder / "meta.json").exists():
         try:
