@@ -4,6 +4,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
+import urllib.error
 
 import pytest
 import torch
@@ -60,3 +61,17 @@ def isolated_homes(tmp_path_factory, monkeypatch):
     torch.manual_seed(0)
     yield {"results": homes[paths.RESULTS_ENV], "cache": homes[paths.CACHE_ENV], "data": homes[paths.DATA_ENV]}
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def no_cifar_download(monkeypatch):
+    """torchvision's CIFAR download raises URLError, as offline (no network is touched); records the attempts."""
+    import torchvision.datasets.cifar as cifar
+
+    tried = []
+
+    def offline(url, *args, **kwargs):
+        tried.append(url)
+        raise urllib.error.URLError("offline (test)")
+    monkeypatch.setattr(cifar, "download_and_extract_archive", offline)
+    return tried

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import pickle
-import urllib.error
 
 import numpy as np
 import pytest
@@ -151,20 +150,6 @@ def test_random_views_are_reproducible_with_a_seeded_generator():
 
 
 # ----------------------------------------------------------------------------- CIFAR-100 (offline)
-
-@pytest.fixture
-def no_cifar_download(monkeypatch):
-    """torchvision's CIFAR download raises URLError, as offline; records that it was tried."""
-    import torchvision.datasets.cifar as cifar
-
-    tried = []
-
-    def offline(url, *args, **kwargs):
-        tried.append(url)
-        raise urllib.error.URLError("offline (test)")
-    monkeypatch.setattr(cifar, "download_and_extract_archive", offline)
-    return tried
-
 
 def test_cifar100_offline_without_data_names_both_fixes(tmp_path, no_cifar_download):
     root = tmp_path / "empty"

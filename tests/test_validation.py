@@ -14,7 +14,6 @@ import os
 import re
 import subprocess
 import sys
-import urllib.error
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -263,20 +262,6 @@ def test_imagefolder_data_dir_that_does_not_exist_is_named_before_any_work(isola
     with pytest.raises(ValueError, match=rf"data_dir={re.escape(repr(str(missing)))} is not a folder.*train/"):
         runs.load_or_train(kd_config(dataset="imagefolder", data_dir=str(missing)))
     assert written(isolated_homes) == [] and not missing.exists()
-
-
-@pytest.fixture
-def no_cifar_download(monkeypatch):
-    """torchvision's CIFAR download raises URLError, as offline (no network is touched); records the attempt."""
-    import torchvision.datasets.cifar as cifar
-
-    tried = []
-
-    def offline(url, *args, **kwargs):
-        tried.append(url)
-        raise urllib.error.URLError("offline (test)")
-    monkeypatch.setattr(cifar, "download_and_extract_archive", offline)
-    return tried
 
 
 def test_cifar100_offline_with_an_empty_data_dir_names_both_fixes_before_any_work(isolated_homes, tmp_path,
