@@ -7,7 +7,9 @@ book always builds.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import os
 import subprocess
@@ -55,6 +57,7 @@ def reproduce(profile: str = "smoke", rows: list[str] | None = None, seeds: int 
             failed.append(row.id)
     failed += _extra_seeds([row for row in selected if row.id not in failed], profile, seeds, force, log)
     _write_placeholders(profile)
+    failed += _bench(profile, force, log)
 
     log("results: Table 1 and Figures 2-4")
     if not _run_page(RESULTS_PAGE, RESULTS_PAGE, {"profile": profile, "seeds": seeds}, profile, reuse=False,
@@ -157,6 +160,34 @@ def _teachers(profile: str, force: bool, log: Log) -> list[str]:
     ok = _run_page(TEACHERS_PAGE, TEACHERS_PAGE, {"profile": profile, "teachers": names}, profile,
                    reuse=finished and not force, log=log)
     return [] if ok else [TEACHERS_PAGE]
+
+
+def _bench(profile: str, force: bool, log: Log) -> list[str]:
+    """The Performance page's numbers: `python -m cakd bench` when this profile has none yet (or with --force).
+
+    The paper profile's benchmark is only meaningful on a GPU, so on a CPU it is left to the user.
+    """
+    import torch
+
+    from .bench import run_benchmark
+
+    out = paths.results_home() / profile / "bench.json"
+    if out.exists() and not force:
+        log(f"performance: reused {_rel(out)}")
+        return []
+    if profile != "smoke" and not torch.cuda.is_available():
+        log(f"performance: no GPU here; run `python -m cakd bench --profile {profile} --device cuda` on one")
+        return []
+    log(f"performance: python -m cakd bench --profile {profile} --device auto -> {_rel(out)}")
+    step = time.perf_counter()
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):   # its tables are on the Performance page
+            run_benchmark("auto", profile, out=out)
+    except Exception as e:  # noqa: BLE001 -- report it and go on: the page then says there is no benchmark
+        log(f"  FAILED: {type(e).__name__}: {e}")
+        return ["bench"]
+    log(f"  done ({time.perf_counter() - step:.1f} s)")
+    return []
 
 
 def _extra_seeds(rows: list[Row], profile: str, seeds: int, force: bool, log: Log) -> list[str]:

@@ -80,3 +80,36 @@ def test_the_bench_command_writes_the_file_named_by_out(tmp_path):
     assert main(args) == 0
     assert json.loads(out.read_text())["settings"]["train_images"] == 16
     assert main(["bench", "--steps", "0"]) == 2   # a bad setting: one-line error, exit code 2
+
+
+def test_reproduce_benchmarks_a_profile_once_and_the_paper_profile_only_on_a_gpu(isolated_homes, monkeypatch):
+    from cakd import paths, reproduce
+
+    calls, logged = [], []
+
+    def fake_benchmark(device, profile, out):
+        calls.append((device, profile))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text("{}")
+
+    monkeypatch.setattr(bench, "run_benchmark", fake_benchmark)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert reproduce._bench("smoke", False, logged.append) == []
+    assert reproduce._bench("smoke", False, logged.append) == []           # the file exists now: reused
+    assert reproduce._bench("paper", False, logged.append) == []           # no GPU: left to the user
+    assert calls == [("auto", "smoke")]
+    assert (paths.results_home() / "smoke" / "bench.json").exists()
+    assert "reused" in logged[-2] and "--device cuda" in logged[-1]
+    assert reproduce._bench("smoke", True, logged.append) == [] and len(calls) == 2   # --force measures again
+
+
+def test_a_failed_benchmark_is_reported_and_does_not_stop_reproduce(isolated_homes, monkeypatch):
+    from cakd import reproduce
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(bench, "run_benchmark", broken)
+    logged = []
+    assert reproduce._bench("smoke", False, logged.append) == ["bench"]
+    assert "RuntimeError: out of memory" in logged[-1]
