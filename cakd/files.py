@@ -15,6 +15,9 @@ from typing import Any, Iterator
 
 import torch
 
+_UMASK = os.umask(0o022)   # os.umask is the only way to read it: set, then restore
+os.umask(_UMASK)
+
 
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
@@ -23,6 +26,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_UMASK)   # mkstemp makes it owner-only; results are as shareable as any file
     try:
         yield Path(tmp)
         with open(tmp, "rb+") as f:

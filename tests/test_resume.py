@@ -83,6 +83,13 @@ def test_interrupted_atomic_write_keeps_the_old_file(tmp_path, monkeypatch):
     assert [p.name for p in target.parent.iterdir()] == ["ckpt.pt"]  # no temporary file left behind
 
 
+def test_atomic_writes_get_the_permissions_of_a_plain_write(tmp_path):
+    plain, atomic = tmp_path / "plain.json", tmp_path / "atomic.json"
+    plain.write_text("{}")
+    files.write_json(atomic, {})
+    assert atomic.stat().st_mode == plain.stat().st_mode   # not mkstemp's owner-only 0o600
+
+
 def test_truncated_checkpoint_is_reported_not_used(tmp_path):
     target = tmp_path / "ckpt.pt"
     files.torch_save({"w": torch.ones(1000)}, target)
