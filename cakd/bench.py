@@ -168,8 +168,7 @@ def run_benchmark(device: str = "cpu", profile: str = "smoke", repeats: int | No
 def bench_settings(profile: str, device: torch.device, repeats: int | None = None,
                    **overrides: int) -> BenchSettings:
     """The defaults of (profile, device type), with `repeats` and `overrides` applied and checked."""
-    if profile not in PROFILE_DEFAULTS:
-        raise ValueError(f"profile={profile!r} is not one of {sorted(PROFILE_DEFAULTS)}")
+    profile_config(profile)   # the profile check (and its message) of every other entry point
     if (profile, device.type) not in DEFAULTS:
         raise ValueError(f"device={device.type!r} cannot be benchmarked; use device='cpu' or 'cuda'")
     names = [f.name for f in dataclasses.fields(BenchSettings)]
