@@ -49,6 +49,21 @@ def build_parser() -> argparse.ArgumentParser:
                        help="default: per profile and device (cakd.bench.DEFAULTS)")
     p.set_defaults(run=_bench)
 
+    p = commands.add_parser("config", help="print the resolved recipe of a manifest row under a profile",
+                            description="Print, line by line, what a run of a manifest row does under a profile: "
+                                        "student, input size, transforms, teachers and their inputs, optimizer, "
+                                        "schedule, epochs, early stopping, split, loss options.")
+    p.add_argument("row", metavar="ROW", help="a manifest row id, e.g. kd_densenet121 or m3_dr_t8")
+    p.add_argument("--profile", default="paper", metavar="|".join(PROFILES), help="default paper")
+    p.add_argument("--set", nargs="+", default=[], metavar="NAME=VALUE",
+                   help="override options, e.g. --set lr=0.001 precision=fp16 (values read as YAML)")
+    p.set_defaults(run=_config)
+
+    p = commands.add_parser("notebooks", help="rewrite the notebooks' parameters cells from cakd.config",
+                            description="Regenerate the cell tagged `parameters` of every notebook from the "
+                                        "config's options (their docs and per-profile defaults).")
+    p.set_defaults(run=_notebooks)
+
     p = commands.add_parser("goldens", help="regenerate the golden notebooks of the nbval tests (tests/golden/)",
                             description="Execute every notebook under the smoke profile in fresh homes and save "
                                         "it with its outputs as tests/golden/<name>.ipynb. Run it after a change "
@@ -79,6 +94,30 @@ def _bench(args: argparse.Namespace) -> int:
 
     settings = {name: getattr(args, name) for name in BENCH_SETTINGS if getattr(args, name) is not None}
     run_benchmark(args.device, args.profile, args.repeats, args.out, compile=args.compile, **settings)
+    return 0
+
+
+def _config(args: argparse.Namespace) -> int:
+    import yaml
+
+    from .manifest import get_row
+    from .recipe import describe
+
+    overrides = {}
+    for item in args.set:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--set {item!r} must be NAME=VALUE, e.g. --set lr=0.001")
+        overrides[name] = yaml.safe_load(value)
+    print(describe(get_row(args.row).config(args.profile, **overrides)))
+    return 0
+
+
+def _notebooks(args: argparse.Namespace) -> int:
+    from .notebook import write_parameters
+
+    changed = write_parameters()
+    print(f"rewrote the parameters of {', '.join(changed)}" if changed else "every parameters cell is current")
     return 0
 
 

@@ -1,13 +1,16 @@
-"""Datasets as device-resident uint8 tensors, and the batched on-device augmentation (DESIGN section 3).
+"""Datasets as device-resident uint8 tensors, the authors' split, and batched on-device augmentation.
 
-The augmentation (zero-pad 4, random 32x32 crop, horizontal flip) has exactly 162 views per image: 9 x-offsets
-x 9 y-offsets x 2 flips. Each sampled view carries its id, so teacher logits can be cached per (image, view).
+A student view is: resize (optional, bicubic) -> zero-pad (optional) -> crop -> optional horizontal flip. The
+paper profile's 32 -> 256 -> random 224 crop has 33 x 33 x 2 = 2,178 views per image; the consistent profile's
+pad-4 / crop-32 has exactly 162. Each sampled view carries its id, so teacher logits can be cached per
+(image, view); evaluation uses the centred, un-flipped view (torchvision's CenterCrop).
 """
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -15,14 +18,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import paths
-from .config import SPLIT_FRACTIONS, RunConfig, TeacherConfig
+from .config import IMAGE_SIZE, RunConfig, Views
+from .models import center_crop, resize
 
-PAD = 4
-IMAGE_SIZE = 32
-OFFSETS = 2 * PAD + 1                    # 9 crop positions per axis
-NUM_VIEWS = OFFSETS * OFFSETS * 2        # 162
-IDENTITY_VIEW = (PAD * OFFSETS + PAD) * 2  # centred crop, no flip: the un-augmented image
-SPLIT_SEED = 0                           # the train/val split is a property of the dataset, not of a run
+VAL_SIZE = 5_000       # the authors' StratifiedShuffleSplit(n_splits=1, test_size=5000, random_state=42)
+SPLIT_SEED = 42
 
 
 class DataUnavailableError(RuntimeError):
@@ -47,14 +47,14 @@ class Splits:
     val: Split
     test: Split
     num_classes: int
-    fingerprint: str  # content hash of all three splits: keys the teacher-logit cache
+    fingerprint: str  # content hash of all three splits: keys the teacher-logit caches
 
     def to(self, device: torch.device | str) -> "Splits":
         return Splits(self.train.to(device), self.val.to(device), self.test.to(device), self.num_classes,
                       self.fingerprint)
 
 
-def load_splits(config: RunConfig | TeacherConfig) -> Splits:
+def load_splits(config: RunConfig) -> Splits:
     """The train / val / test splits of `config.dataset`, on the CPU (move them with `.to(device)`)."""
     if config.dataset == "synthetic":
         return make_synthetic(config.synthetic_size)
@@ -63,32 +63,68 @@ def load_splits(config: RunConfig | TeacherConfig) -> Splits:
     return load_imagefolder(Path(config.data_dir))
 
 
+def check_available(config: RunConfig) -> None:
+    """Fail now, with the fix in the message, if the run's data is neither on disk nor downloadable."""
+    if config.dataset == "cifar100":
+        root = Path(config.data_dir) if config.data_dir else paths.data_home()
+        if not (root / "cifar-100-python").is_dir():
+            _cifar100(root)   # downloads when online, DataUnavailableError offline
+    elif config.dataset == "imagefolder":
+        _check_imagefolder(Path(config.data_dir))
+
+
+def stratified_split(labels: np.ndarray, val_size: int = VAL_SIZE) -> tuple[np.ndarray, np.ndarray]:
+    """(train indices, val indices): scikit-learn's StratifiedShuffleSplit(n_splits=1, test_size=val_size,
+    random_state=42) over the labels, exactly the authors' split (45,000 / 5,000 of CIFAR-100's 50,000)."""
+    from sklearn.model_selection import StratifiedShuffleSplit
+
+    splitter = StratifiedShuffleSplit(n_splits=1, test_size=val_size, random_state=SPLIT_SEED)
+    train_idx, val_idx = next(splitter.split(np.zeros(len(labels)), labels))
+    return train_idx, val_idx
+
+
 # ----------------------------------------------------------------------------- augmentation
 
-def random_views(n: int, generator: torch.Generator) -> Tensor:
-    """n view ids, uniform over the 162 views (drawn on the CPU generator, for reproducibility)."""
-    return torch.randint(0, NUM_VIEWS, (n,), generator=generator)
+def random_views(n: int, views: Views, generator: torch.Generator) -> Tensor:
+    """n view ids, uniform over the views (drawn on the CPU generator, for reproducibility)."""
+    if views.augment == "none":
+        return centre_views(n, views)
+    return torch.randint(0, views.count, (n,), generator=generator)
 
 
-def apply_views(images: Tensor, view_ids: Tensor) -> Tensor:
-    """Crop and flip a uint8 batch [B,3,32,32] to the given views, in one gather on the images' device.
+def centre_views(n: int, views: Views) -> Tensor:
+    return torch.full((n,), views.centre, dtype=torch.long)
 
-    view id v: flip = v % 2, and (v // 2) = dy * 9 + dx is the crop's top-left corner in the padded image.
+
+def apply_views(images: Tensor, view_ids: Tensor, views: Views, dtype: torch.dtype = torch.float32) -> Tensor:
+    """uint8 [B,3,32,32] -> float [B,3,crop,crop] in [0,1]: resize, pad, crop and flip to the given view ids.
+
+    view id v: flip = v % 2, and v // 2 = dy * offsets + dx is the crop's top-left corner in the padded image.
+    Two gathers (rows, then flipped-or-not columns), batched on the images' device.
     """
+    x = images.to(dtype) / 255
+    if views.resize and views.resize != x.shape[-1]:
+        x = resize(x, views.resize, "bicubic")
+    if views.pad:
+        x = F.pad(x, (views.pad,) * 4)
     view_ids = view_ids.to(images.device)
     flip, corner = view_ids % 2, view_ids // 2
-    dy, dx = corner // OFFSETS, corner % OFFSETS
-    padded = F.pad(images, (PAD, PAD, PAD, PAD))                        # [B, 3, 40, 40], zeros
-    ar = torch.arange(IMAGE_SIZE, device=images.device)
-    rows = dy[:, None] + ar                                              # [B, 32]
-    cols = dx[:, None] + torch.where(flip[:, None].bool(), IMAGE_SIZE - 1 - ar, ar)
-    b = torch.arange(len(images), device=images.device)
-    c = torch.arange(images.shape[1], device=images.device)
-    return padded[b[:, None, None, None], c[None, :, None, None], rows[:, None, :, None], cols[:, None, None, :]]
+    dy, dx = corner // views.offsets, corner % views.offsets
+    b, c, crop = len(x), x.shape[1], views.crop
+    ar = torch.arange(crop, device=x.device)
+    rows = (dy[:, None] + ar)[:, None, :, None].expand(b, c, crop, x.shape[-1])
+    cols = (dx[:, None] + torch.where(flip[:, None].bool(), crop - 1 - ar, ar))[:, None, None, :]
+    return x.gather(2, rows).gather(3, cols.expand(b, c, crop, crop))
 
 
-def identity_views(n: int) -> Tensor:
-    return torch.full((n,), IDENTITY_VIEW, dtype=torch.long)
+def eval_images(images: Tensor, views: Views, dtype: torch.dtype = torch.float32) -> Tensor:
+    """The evaluation transform: resize, pad, centre crop (no randomness)."""
+    x = images.to(dtype) / 255
+    if views.resize and views.resize != x.shape[-1]:
+        x = resize(x, views.resize, "bicubic")
+    if views.pad:
+        x = F.pad(x, (views.pad,) * 4)
+    return center_crop(x, views.crop)
 
 
 # ----------------------------------------------------------------------------- datasets
@@ -112,18 +148,26 @@ def make_synthetic(size: int, num_classes: int = 100, seed: int = 1234) -> Split
     images = images * (0.8 + 0.4 * torch.rand(size, 1, 1, 1, generator=g))
     images = images + 0.08 * torch.randn(images.shape, generator=g)
     images = (images.clamp(0, 1) * 255).round().to(torch.uint8)
-    return _split_by_fractions(images, labels, num_classes)
+    n_test = size // 6                           # CIFAR-100's 50,000 / 10,000, as 5 : 1
+    return _split_train_val(Split(images[n_test:], labels[n_test:]), Split(images[:n_test], labels[:n_test]),
+                            num_classes, val_size=max(num_classes, (size - n_test) // 10))
 
 
 def load_cifar100(root: Path) -> Splits:
-    """CIFAR-100 through torchvision: 45k/5k seeded split of the official train set, official 10k test set."""
+    """CIFAR-100 through torchvision: the authors' stratified 45k/5k split of the official train set, official
+    10k test set."""
+    train, test = _cifar100(Path(root))
+    return _split_train_val(Split(_hwc_to_chw(train.data), torch.tensor(train.targets, dtype=torch.long)),
+                            Split(_hwc_to_chw(test.data), torch.tensor(test.targets, dtype=torch.long)), 100)
+
+
+def _cifar100(root: Path) -> tuple[Any, Any]:
+    """torchvision's CIFAR100 train and test sets, downloaded into `root` when absent and online."""
     from torchvision.datasets import CIFAR100
 
-    root = Path(root)
     on_disk = (root / "cifar-100-python").is_dir()
     try:
-        train = CIFAR100(str(root), train=True, download=not on_disk)
-        test = CIFAR100(str(root), train=False, download=False)
+        return CIFAR100(str(root), train=True, download=not on_disk), CIFAR100(str(root), train=False)
     except Exception as e:  # URLError, socket errors, a corrupt archive: all leave us without data
         where = (f"{root / 'cifar-100-python'} exists but could not be read" if on_disk else
                  f"CIFAR-100 is not in {root} and could not be downloaded there")
@@ -132,13 +176,6 @@ def load_cifar100(root: Path) -> Splits:
             f"Either connect to the internet (torchvision downloads it to {root}), or copy an extracted "
             f"'cifar-100-python/' folder into {root} (set data_dir=... or CAKD_DATA to use another folder)."
         ) from e
-    images = _hwc_to_chw(train.data)
-    labels = torch.tensor(train.targets, dtype=torch.long)
-    perm = torch.randperm(len(labels), generator=torch.Generator().manual_seed(SPLIT_SEED))
-    n_val = len(labels) * SPLIT_FRACTIONS[1] // (SPLIT_FRACTIONS[0] + SPLIT_FRACTIONS[1])   # 5,000
-    val_idx, train_idx = perm[:n_val], perm[n_val:]
-    return _splits(Split(images[train_idx], labels[train_idx]), Split(images[val_idx], labels[val_idx]),
-                   Split(_hwc_to_chw(test.data), torch.tensor(test.targets, dtype=torch.long)), 100)
 
 
 def load_imagefolder(root: Path) -> Splits:
@@ -147,13 +184,7 @@ def load_imagefolder(root: Path) -> Splits:
     from torchvision.datasets import ImageFolder
 
     root = Path(root)
-    if not root.is_dir():
-        raise ValueError(f"data_dir={str(root)!r} is not a folder; an imagefolder dataset needs "
-                         "data_dir/train/<class>/*.png and data_dir/test/<class>/*.png")
-    for part in ("train", "test"):
-        if not (root / part).is_dir():
-            raise ValueError(f"data_dir={str(root)!r} has no '{part}/' folder; an imagefolder dataset needs "
-                             "data_dir/train/<class>/*.png and data_dir/test/<class>/*.png")
+    _check_imagefolder(root)
     resize = transforms.Compose([transforms.Resize((IMAGE_SIZE, IMAGE_SIZE)), transforms.PILToTensor()])
     try:
         train, test = (ImageFolder(str(root / part), transform=resize) for part in ("train", "test"))
@@ -168,20 +199,34 @@ def load_imagefolder(root: Path) -> Splits:
         return (torch.stack([x.expand(3, -1, -1) for x, _ in pairs]),
                 torch.tensor([y for _, y in pairs], dtype=torch.long))
 
-    images, labels = stack(train)
-    perm = torch.randperm(len(labels), generator=torch.Generator().manual_seed(SPLIT_SEED))
-    n_val = max(1, len(labels) * SPLIT_FRACTIONS[1] // (SPLIT_FRACTIONS[0] + SPLIT_FRACTIONS[1]))
-    val_idx, train_idx = perm[:n_val], perm[n_val:]
-    return _splits(Split(images[train_idx], labels[train_idx]), Split(images[val_idx], labels[val_idx]),
-                   Split(*stack(test)), len(train.classes))
+    classes = len(train.classes)
+    trainval = Split(*stack(train))
+    return _split_train_val(trainval, Split(*stack(test)), classes,
+                            val_size=max(classes, len(trainval) * VAL_SIZE // 50_000))
 
 
-def _split_by_fractions(images: Tensor, labels: Tensor, num_classes: int) -> Splits:
-    n = len(labels)
-    n_train = n * SPLIT_FRACTIONS[0] // sum(SPLIT_FRACTIONS)
-    n_val = n * SPLIT_FRACTIONS[1] // sum(SPLIT_FRACTIONS)
-    parts = [slice(0, n_train), slice(n_train, n_train + n_val), slice(n_train + n_val, n)]
-    return _splits(*(Split(images[p], labels[p]) for p in parts), num_classes)
+def _check_imagefolder(root: Path) -> None:
+    if not root.is_dir():
+        raise ValueError(f"data_dir={str(root)!r} is not a folder; an imagefolder dataset needs "
+                         "data_dir/train/<class>/*.png and data_dir/test/<class>/*.png")
+    for part in ("train", "test"):
+        if not (root / part).is_dir():
+            raise ValueError(f"data_dir={str(root)!r} has no '{part}/' folder; an imagefolder dataset needs "
+                             "data_dir/train/<class>/*.png and data_dir/test/<class>/*.png")
+
+
+def _split_train_val(trainval: Split, test: Split, num_classes: int, val_size: int = VAL_SIZE) -> Splits:
+    """The official training set split stratified into train and val (the authors' split), and the test set."""
+    if len(trainval) <= val_size:
+        raise ValueError(f"the training set has {len(trainval)} images, too few to hold out {val_size} for "
+                         "validation; use a larger dataset (synthetic_size)")
+    try:
+        train_idx, val_idx = stratified_split(trainval.labels.numpy(), val_size)
+    except ValueError as e:   # a class with a single image cannot be stratified
+        raise ValueError(f"the training set cannot be split stratified ({e}); every class needs 2+ images") from e
+    train_idx, val_idx = torch.from_numpy(train_idx), torch.from_numpy(val_idx)
+    return _splits(Split(trainval.images[train_idx], trainval.labels[train_idx]),
+                   Split(trainval.images[val_idx], trainval.labels[val_idx]), test, num_classes)
 
 
 def _splits(train: Split, val: Split, test: Split, num_classes: int) -> Splits:

@@ -1,13 +1,16 @@
-"""The report's distillation losses as pure functions of tensors (report section 3; DESIGN section 2).
+"""The report's distillation losses as pure functions of tensors (report section 3).
 
 Shapes: student logits [B,C], teacher logits [K,B,C] (one teacher: [B,C]), labels [B]. Every loss returns
 (loss, diagnostics); diagnostics are detached tensors (no `.item()`: that would sync the GPU every step).
 KL terms are tau^2-scaled and averaged over the batch ("batchmean"), never over classes as well.
-Where the report is ambiguous, a keyword option chooses; its default is the literal reading.
+Where the report is ambiguous, or the authors' code differs from its equations, a keyword option chooses; its
+default is the report's equation. The allowed values are the Literal types below, read by RunConfig too.
 """
 from __future__ import annotations
 
-from typing import Callable
+import inspect
+from dataclasses import dataclass
+from typing import Callable, Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -15,24 +18,49 @@ from torch import Tensor
 
 Diagnostics = dict[str, Tensor]
 LossFn = Callable[..., tuple[Tensor, Diagnostics]]
-LOSSES: dict[str, LossFn] = {}
+# Ambiguity options (book: reproduction notes); the first value is the report's reading.
+Weighting = Literal["sample", "batch", "batch_mean"]   # batch_mean: the authors' code (mean_i w_k,i x mean_i KL_k,i)
+Aggregation = Literal["sum_kl", "mean_logits"]
+ConfidenceTemperature = Literal["one", "tau"]
+M2Confidence = Literal["max_prob", "true_class", "teacher_true_class"]   # teacher_true_class: the authors' code
+M2Gate = Literal["batch", "sample_mean"]                # sample_mean: the authors' code
+M3Alpha = Literal["batch", "sample"]
+Teachers = Literal["none", "one", "several"]
 
 
-def register_loss(name: str) -> Callable[[LossFn], LossFn]:
+@dataclass(frozen=True)
+class LossSpec:
+    """A registered loss: the function, the RunConfig options it reads (its keyword arguments), its teachers."""
+    fn: LossFn
+    reads: tuple[str, ...]
+    teachers: Teachers
+    title: str               # how the book and the figures name the method
+
+
+LOSSES: dict[str, LossSpec] = {}
+
+
+def register_loss(name: str, *, title: str, teachers: Teachers, reads: tuple[str, ...] = ()
+                  ) -> Callable[[LossFn], LossFn]:
+    """Register `fn` as the loss of method `name`. `reads` names the RunConfig options it takes, as keywords:
+    the run hash covers exactly those (plus the common options), so a harmless parameter never retrains."""
     def add(fn: LossFn) -> LossFn:
-        LOSSES[name] = fn
+        keywords = tuple(p.name for p in inspect.signature(fn).parameters.values() if p.kind is p.KEYWORD_ONLY)
+        if set(keywords) != set(reads):
+            raise TypeError(f"loss {name!r} declares reads={reads} but takes keywords {keywords}")
+        LOSSES[name] = LossSpec(fn, tuple(reads), teachers, title)
         return fn
     return add
 
 
-@register_loss("baseline")
+@register_loss("baseline", title="Baseline (no teacher)", teachers="none")
 def ce_loss(student_logits: Tensor, teacher_logits: Tensor | None, labels: Tensor) -> tuple[Tensor, Diagnostics]:
     """The baseline: cross-entropy with the labels; `teacher_logits` is ignored (pass None)."""
     ce = F.cross_entropy(student_logits, labels)
     return ce, {"ce": ce.detach()}
 
 
-@register_loss("kd")
+@register_loss("kd", title="Single-teacher KD", teachers="one", reads=("alpha", "temperature"))
 def kd_loss(student_logits: Tensor, teacher_logits: Tensor, labels: Tensor, *, alpha: float,
             temperature: float) -> tuple[Tensor, Diagnostics]:
     """Single-teacher KD (Hinton et al.): L = alpha * tau^2 KL(p_t^tau || p_s^tau) + (1 - alpha) * CE.
@@ -51,14 +79,16 @@ def kd_loss(student_logits: Tensor, teacher_logits: Tensor, labels: Tensor, *, a
     return alpha * kd + (1 - alpha) * ce, {"ce": ce.detach(), "kd": kd.detach()}
 
 
-@register_loss("ca_wkd")
+@register_loss("ca_wkd", title="Method 1 (CA-WKD)", teachers="several",
+               reads=("temperature", "weighting", "aggregation", "divide_by_k", "confidence_temperature"))
 def ca_wkd_loss(student_logits: Tensor, teacher_logits: Tensor, labels: Tensor, *, temperature: float,
-                weighting: str = "sample", aggregation: str = "sum_kl", divide_by_k: bool = False,
-                confidence_temperature: str = "one") -> tuple[Tensor, Diagnostics]:
+                weighting: Weighting = "sample", aggregation: Aggregation = "sum_kl", divide_by_k: bool = False,
+                confidence_temperature: ConfidenceTemperature = "one") -> tuple[Tensor, Diagnostics]:
     """Method 1 (CA-WKD): confidence-weighted teacher KLs plus CE, L = L_KL + CE.
 
     w_k,i = (1 - softmax_k(CE_.,i)_k) / (K - 1), with CE_k,i teacher k's cross-entropy on sample i, so the
     weights sum to 1 and the teacher with the lower CE weighs more; L_KL = mean_i sum_k w_k,i KL_k,i (Eq. 3).
+    `weighting='batch_mean'` is the authors' code: sum_k mean_i(w_k,i) * mean_i(KL_k,i).
     """
     weights = teacher_weights(teacher_logits, labels, weighting=weighting,
                               temperature=_confidence_temperature(confidence_temperature, temperature))
@@ -68,40 +98,52 @@ def ca_wkd_loss(student_logits: Tensor, teacher_logits: Tensor, labels: Tensor, 
     return kd + ce, {"ce": ce.detach(), "kd": kd.detach(), "teacher_weights": weights.mean(1).detach()}
 
 
-@register_loss("alpha_guided")
+@register_loss("alpha_guided", title="Method 2 (alpha-guided)", teachers="several",
+               reads=("temperature", "gamma", "theta", "weighting", "aggregation", "divide_by_k",
+                      "confidence_temperature", "m2_confidence", "m2_gate", "m2_ce_weight"))
 def alpha_guided_loss(student_logits: Tensor, teacher_logits: Tensor, labels: Tensor, *, temperature: float,
-                      gamma: float = 2.0, theta: float = 0.3, weighting: str = "sample",
-                      aggregation: str = "sum_kl", divide_by_k: bool = False, confidence_temperature: str = "one",
-                      m2_confidence: str = "max_prob") -> tuple[Tensor, Diagnostics]:
+                      gamma: float = 2.0, theta: float = 0.3, weighting: Weighting = "sample",
+                      aggregation: Aggregation = "sum_kl", divide_by_k: bool = False,
+                      confidence_temperature: ConfidenceTemperature = "one", m2_confidence: M2Confidence = "max_prob",
+                      m2_gate: M2Gate = "batch", m2_ce_weight: float = 1.0) -> tuple[Tensor, Diagnostics]:
     """Method 2: Method 1's L_KL, balanced with CE by the ensemble's confidence.
 
-    conf = mean_i max_c softmax(mean_k t_k,i)_c; alpha = sigmoid(gamma (conf - theta)) (in [0.354, 0.802]
-    for gamma 2, theta 0.3); L = alpha L_KL + (1 - alpha) CE. `m2_confidence='true_class'` uses the
-    ensemble's probability of the label instead of its top probability.
+    Report: conf = mean_i max_c softmax(mean_k t_k,i)_c; alpha = sigmoid(gamma (conf - theta)) (in
+    [0.354, 0.802] for gamma 2, theta 0.3); L = alpha L_KL + (1 - alpha) CE. Options: `m2_confidence`
+    'true_class' (the ensemble's probability of the label) or 'teacher_true_class' (per sample, the teachers'
+    mean probability of the label, the authors' code); `m2_gate='sample_mean'` averages per-sample gates
+    sigmoid(gamma (conf_i - theta)) instead of gating the batch mean (the authors' code); `m2_ce_weight`
+    scales CE (the authors' code: 0.5).
     """
-    _check_choice("m2_confidence", m2_confidence, ("max_prob", "true_class"))
-    for name, value in (("gamma", gamma), ("theta", theta)):
+    _check_choice("m2_confidence", m2_confidence, M2Confidence)
+    _check_choice("m2_gate", m2_gate, M2Gate)
+    for name, value in (("gamma", gamma), ("theta", theta), ("m2_ce_weight", m2_ce_weight)):
         if not torch.isfinite(torch.tensor(float(value))):
             raise ValueError(f"{name}={value!r} must be a finite number")
     conf_temperature = _confidence_temperature(confidence_temperature, temperature)
     weights = teacher_weights(teacher_logits, labels, weighting=weighting, temperature=conf_temperature)
     kd = weighted_kd(student_logits, teacher_logits, weights, temperature=temperature,
                      aggregation=aggregation, divide_by_k=divide_by_k)
-    ensemble = (teacher_logits.mean(0) / conf_temperature).softmax(-1)            # [B, C]
-    if m2_confidence == "max_prob":
-        confidence = ensemble.max(-1).values.mean()
+    if m2_confidence == "teacher_true_class":
+        confidence = _true_class_probability(teacher_logits / conf_temperature, labels).mean(0)   # [B]
     else:
-        confidence = ensemble.gather(1, labels[:, None]).mean()
-    alpha = torch.sigmoid(gamma * (confidence - theta)).detach()
+        ensemble = (teacher_logits.mean(0) / conf_temperature).softmax(-1)                       # [B, C]
+        confidence = ensemble.max(-1).values if m2_confidence == "max_prob" else \
+            ensemble.gather(1, labels[:, None])[:, 0]                                            # [B]
+    if m2_gate == "batch":
+        alpha = torch.sigmoid(gamma * (confidence.mean() - theta)).detach()
+    else:
+        alpha = torch.sigmoid(gamma * (confidence - theta)).mean().detach()
     ce = F.cross_entropy(student_logits, labels)
-    return alpha * kd + (1 - alpha) * ce, {"ce": ce.detach(), "kd": kd.detach(), "alpha": alpha,
-                                           "teacher_weights": weights.mean(1).detach()}
+    return alpha * kd + (1 - alpha) * (m2_ce_weight * ce), {
+        "ce": ce.detach(), "kd": kd.detach(), "alpha": alpha, "teacher_weights": weights.mean(1).detach()}
 
 
-@register_loss("adaptive_alpha")
+@register_loss("adaptive_alpha", title="Method 3 (adaptive alpha)", teachers="several",
+               reads=("temperature", "use_ce", "m3_alpha", "confidence_temperature"))
 def adaptive_alpha_loss(student_logits: Tensor, teacher_logits: Tensor, labels: Tensor, *, temperature: float,
-                        use_ce: bool = True, m3_alpha: str = "batch",
-                        confidence_temperature: str = "one") -> tuple[Tensor, Diagnostics]:
+                        use_ce: bool = True, m3_alpha: M3Alpha = "batch",
+                        confidence_temperature: ConfidenceTemperature = "one") -> tuple[Tensor, Diagnostics]:
     """Method 3: per sample, distil from the teacher most confident in the label; alpha from that confidence.
 
     p_k,i = softmax(t_k,i)[y_i]; k*_i = argmax_k p_k,i (ties: lowest k); alpha = mean_i p_k*_i,i (a batch
@@ -109,18 +151,17 @@ def adaptive_alpha_loss(student_logits: Tensor, teacher_logits: Tensor, labels: 
     with `use_ce=False`.
     """
     _check_teachers(teacher_logits, labels, "adaptive_alpha_loss")
-    _check_choice("m3_alpha", m3_alpha, ("batch", "sample"))
+    _check_choice("m3_alpha", m3_alpha, M3Alpha)
     conf_temperature = _confidence_temperature(confidence_temperature, temperature)
-    p_true = (teacher_logits / conf_temperature).softmax(-1).gather(
-        2, labels[None, :, None].expand(len(teacher_logits), -1, 1))[..., 0]       # [K, B]
-    chosen = p_true.argmax(0)                                                      # [B], first max on ties
+    p_true = _true_class_probability(teacher_logits / conf_temperature, labels)    # [K, B]
+    chosen = most_confident(p_true)                                                # [B]
     p_chosen = p_true.gather(0, chosen[None])[0].detach()                          # [B]
     kl = kl_per_sample(student_logits, teacher_logits, temperature)                # [K, B]
     kl_chosen = kl.gather(0, chosen[None])[0]                                      # [B]
     alpha = p_chosen.mean() if m3_alpha == "batch" else p_chosen
     ce = F.cross_entropy(student_logits, labels, reduction="none")                 # [B]
     loss = (alpha * kl_chosen + (1 - alpha) * ce).mean() if use_ce else kl_chosen.mean()
-    choice = F.one_hot(chosen, len(teacher_logits)).float().mean(0)
+    choice = F.one_hot(chosen, len(teacher_logits)).to(p_true.dtype).mean(0)
     return loss, {"ce": ce.mean().detach(), "kd": kl_chosen.mean().detach(), "alpha": alpha.mean(),
                   "teacher_choice": choice}
 
@@ -135,23 +176,25 @@ def kl_per_sample(student_logits: Tensor, teacher_logits: Tensor, temperature: f
     return temperature ** 2 * (log_p_t.exp() * (log_p_t - log_p_s)).sum(-1)
 
 
-def teacher_weights(teacher_logits: Tensor, labels: Tensor, *, weighting: str = "sample",
+def teacher_weights(teacher_logits: Tensor, labels: Tensor, *, weighting: Weighting = "sample",
                     temperature: float = 1.0) -> Tensor:
-    """Methods 1-2: w_k = (1 - softmax_k(CE_k)) / (K - 1), per sample or per batch -> [K, B]."""
+    """Methods 1-2: w_k = (1 - softmax_k(CE_k)) / (K - 1) -> [K, B]: per sample (Eq. 1), from the batch-mean CE
+    ('batch'), or per sample then averaged over the batch ('batch_mean', the authors' code)."""
     _check_teachers(teacher_logits, labels, "the confidence-weighted losses")
-    _check_choice("weighting", weighting, ("sample", "batch"))
+    _check_choice("weighting", weighting, Weighting)
     k, b, _ = teacher_logits.shape
     ce = F.cross_entropy((teacher_logits / temperature).flatten(0, 1), labels.repeat(k),
                          reduction="none").view(k, b)                               # [K, B]
     if weighting == "batch":
         ce = ce.mean(1, keepdim=True)
-    return ((1 - ce.softmax(0)) / (k - 1)).expand(k, b)
+    weights = (1 - ce.softmax(0)) / (k - 1)
+    return (weights.mean(1, keepdim=True) if weighting == "batch_mean" else weights).expand(k, b)
 
 
 def weighted_kd(student_logits: Tensor, teacher_logits: Tensor, weights: Tensor, *, temperature: float,
-                aggregation: str = "sum_kl", divide_by_k: bool = False) -> Tensor:
+                aggregation: Aggregation = "sum_kl", divide_by_k: bool = False) -> Tensor:
     """Methods 1-2 KD term: mean_i sum_k w_k,i KL_k,i (Eq. 3), or KL to the weighted mean of the logits."""
-    _check_choice("aggregation", aggregation, ("sum_kl", "mean_logits"))
+    _check_choice("aggregation", aggregation, Aggregation)
     if aggregation == "sum_kl":
         kd = (weights * kl_per_sample(student_logits, teacher_logits, temperature)).sum(0).mean()
     else:
@@ -160,8 +203,18 @@ def weighted_kd(student_logits: Tensor, teacher_logits: Tensor, weights: Tensor,
     return kd / len(teacher_logits) if divide_by_k else kd
 
 
-def _confidence_temperature(option: str, temperature: float) -> float:
-    _check_choice("confidence_temperature", option, ("one", "tau"))
+def most_confident(p_true: Tensor) -> Tensor:
+    """Method 3's choice: per sample, the teacher with the highest true-class probability (ties: lowest k)."""
+    return p_true.argmax(0)
+
+
+def _true_class_probability(teacher_logits: Tensor, labels: Tensor) -> Tensor:
+    """softmax(t_k,i)[y_i] for every teacher and sample: [K,B,C], [B] -> [K,B]."""
+    return teacher_logits.softmax(-1).gather(2, labels[None, :, None].expand(len(teacher_logits), -1, 1))[..., 0]
+
+
+def _confidence_temperature(option: ConfidenceTemperature, temperature: float) -> float:
+    _check_choice("confidence_temperature", option, ConfidenceTemperature)
     return 1.0 if option == "one" else temperature
 
 
@@ -175,9 +228,10 @@ def _check_teachers(teacher_logits: Tensor, labels: Tensor, where: str) -> None:
         raise ValueError(f"teacher logits hold {teacher_logits.shape[1]} samples but labels {len(labels)}")
 
 
-def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ValueError(f"{name}={value!r} is not one of {list(allowed)}")
+def _check_choice(name: str, value: str, allowed: object) -> None:
+    """`allowed` is one of the Literal types above (the single list of a choice's values)."""
+    if value not in get_args(allowed):
+        raise ValueError(f"{name}={value!r} is not one of {list(get_args(allowed))}")
 
 
 def _check_positive(name: str, value: float) -> None:

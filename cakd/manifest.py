@@ -1,6 +1,8 @@
-"""The experiments manifest: every Table 1 row and the Figure 4 sweep, and nothing else defines them.
+"""The experiments manifest: every Table 1 row and every extra point of Figures 2 and 4; nothing else defines them.
 
-Notebooks, the results table, the figures, the CLI and the tests all read these rows.
+Notebooks, the results table, the figures, the CLI, `reproduce` and the tests all read these entries. Each entry
+carries the report's number and the authors' own 2025 re-run (README of their repository, see
+`AUTHORS_RECIPE.md`) where those exist.
 """
 from __future__ import annotations
 
@@ -9,18 +11,25 @@ from typing import Any
 
 from .config import RunConfig, profile_config
 
-D, R, V = "densenet121", "resnet50", "vit_base_patch16_224"
-RESNETS = ("resnet18", "resnet34", "resnet50")
+# Teacher names as the public CIFAR-100 checkpoints are published (report section 4.1).
+R18, R34, R50 = "resnet18_cifar100", "resnet34_cifar100", "resnet50_cifar100"
+D, V = "densenet121_cifar100", "vit_base_patch16_224_in21k_ft_cifar100"
+RESNETS = (R18, R34, R50)
+AUTHORS_RERUN_SOURCE = ("README of the authors' repository Jeen-Freecs/kd_thesis (October 2025 re-run: lr 0.001, "
+                        "KD rows max 150 epochs, patience 30)")
 
 
 @dataclass(frozen=True)
 class Row:
     id: str
-    label: str                     # as in the report's Table 1
-    notebook: str                  # notebooks/<notebook>.ipynb
-    params: dict[str, Any]         # notebook parameters = RunConfig fields
-    report_acc: float | None       # the report's test accuracy (%), None for sweep points it does not list
-    figure: str | None = None      # "fig2" (baseline, single teacher) or "fig3" (multi-teacher)
+    label: str                        # as in the report's Table 1
+    notebook: str                     # notebooks/<notebook>.ipynb
+    params: dict[str, Any]            # notebook parameters = RunConfig fields (the method included)
+    report_acc: float | None = None   # the report's Table 1 test accuracy (%), None where it lists none
+    authors_acc: float | None = None  # the authors' own re-run (AUTHORS_RERUN_SOURCE), None where none
+    figures: tuple[str, ...] = ()     # "fig2" (baseline, single teacher), "fig3" (multi-teacher), "fig4" (tau)
+    table1: bool = True               # a Table 1 row; False: an extra point of a figure
+    ours: bool = False                # a point the report does not have (our addition, labelled so)
 
     def config(self, profile: str, seed: int = 0, **overrides: Any) -> RunConfig:
         return profile_config(profile, **{**self.params, "seed": seed, **overrides})
@@ -30,42 +39,64 @@ class Row:
         return {"profile": profile, **{k: v for k, v in self.params.items() if k != "method"}}
 
 
+def _kd(teacher: str, label: str, alpha: float, report: float | None = None, authors: float | None = None,
+        table1: bool = False) -> Row:
+    suffix = "" if table1 else f"_a{round(alpha * 100)}"
+    short = {R50: "resnet50", V: "vit", D: "densenet121"}[teacher]
+    return Row(f"kd_{short}{suffix}", f"KD, {label} teacher (alpha {alpha:g})", "single_teacher",
+               {"method": "kd", "teachers": [teacher], "alpha": alpha}, report, authors, ("fig2",), table1)
+
+
+def _m3_dr(temperature: float, report: float | None = None, authors: float | None = None, table1: bool = False,
+           ours: bool = False) -> Row:
+    return Row(f"m3_dr_t{temperature:g}", f"Method 3 (D, R), tau {temperature:g}", "method3",
+               {"method": "adaptive_alpha", "teachers": [D, R50], "temperature": temperature}, report, authors,
+               ("fig4",), table1, ours)
+
+
 ROWS: tuple[Row, ...] = (
-    Row("baseline", "Baseline (MobileNetV2, no teacher)", "baseline", {"method": "baseline"}, 66.29, "fig2"),
-    Row("kd_resnet50", "KD, ResNet-50 teacher (alpha 0.75)", "single_teacher",
-        {"method": "kd", "teachers": [R], "alpha": 0.75}, 73.75, "fig2"),
-    Row("kd_vit", "KD, ViT-B/16 teacher (alpha 0.25)", "single_teacher",
-        {"method": "kd", "teachers": [V], "alpha": 0.25}, 74.00, "fig2"),
-    Row("kd_densenet121", "KD, DenseNet-121 teacher (alpha 0.5)", "single_teacher",
-        {"method": "kd", "teachers": [D], "alpha": 0.5}, 75.38, "fig2"),
-    Row("m1_drv", "Method 1, CA-WKD (D, R, V)", "method1", {"method": "ca_wkd", "teachers": [D, R, V]}, 73.33, "fig3"),
+    Row("baseline", "Baseline (MobileNetV2, no teacher)", "baseline", {"method": "baseline"}, 66.29, 69.84,
+        ("fig2",)),
+    _kd(R50, "ResNet-50", 0.75, 73.75, 72.81, table1=True),
+    _kd(V, "ViT-B/16", 0.25, 74.00, 73.19, table1=True),
+    _kd(D, "DenseNet-121", 0.5, 75.38, 71.99, table1=True),
+    Row("m1_drv", "Method 1, CA-WKD (D, R, V)", "method1", {"method": "ca_wkd", "teachers": [D, R50, V]},
+        73.33, 73.92, ("fig3",)),
     Row("m2_drv", "Method 2, alpha-guided (D, R, V)", "method2",
-        {"method": "alpha_guided", "teachers": [D, R, V]}, 71.38, "fig3"),
+        {"method": "alpha_guided", "teachers": [D, R50, V]}, 71.38, 74.24, ("fig3",)),
     Row("m3_drv", "Method 3, adaptive alpha (D, R, V)", "method3",
-        {"method": "adaptive_alpha", "teachers": [D, R, V]}, 72.10, "fig3"),
-    Row("m3_dr_t8", "Method 3 (D, R), tau 8", "method3",
-        {"method": "adaptive_alpha", "teachers": [D, R], "temperature": 8.0}, 74.00, "fig3"),
-    Row("m3_dr_t16", "Method 3 (D, R), tau 16", "method3",
-        {"method": "adaptive_alpha", "teachers": [D, R], "temperature": 16.0}, 73.96, "fig3"),
+        {"method": "adaptive_alpha", "teachers": [D, R50, V]}, 72.10, 72.34, ("fig3",)),
+    _m3_dr(8.0, 74.00, 72.72, table1=True),
+    _m3_dr(16.0, 73.96, 73.26, table1=True),
     Row("m3_resnets", "Method 3 (ResNet-18/34/50)", "method3",
-        {"method": "adaptive_alpha", "teachers": list(RESNETS)}, 72.90, "fig3"),
+        {"method": "adaptive_alpha", "teachers": list(RESNETS)}, 72.90, 71.60, ("fig3",)),
     Row("m3_resnets_noce", "Method 3 (ResNet-18/34/50), without CE", "method3",
-        {"method": "adaptive_alpha", "teachers": list(RESNETS), "use_ce": False}, 71.89, "fig3"),
+        {"method": "adaptive_alpha", "teachers": list(RESNETS), "use_ce": False}, 71.89, 72.12, ("fig3",)),
 )
 
-# Figure 4: temperature tuning of multi-teacher KD, Method 3 with the (D, R) pair (tau 8 and 16 are Table 1 rows).
-SWEEP_TEMPERATURES = (1.0, 2.0, 4.0, 8.0, 16.0)
-SWEEP: tuple[Row, ...] = tuple(
-    Row(f"m3_dr_t{t:g}", f"Method 3 (D, R), tau {t:g}", "method3",
-        {"method": "adaptive_alpha", "teachers": [D, R], "temperature": t},
-        {8.0: 74.00, 16.0: 73.96}.get(t))
-    for t in SWEEP_TEMPERATURES)
+# Figure 2 draws every teacher at alpha 0.25, 0.5 and 0.75 (three of those nine runs are Table 1 rows);
+# Figure 4 draws Method 3 (D, R) at tau 4, 8 and 16 (8 and 16 are rows); tau 1 and 2 are ours.
+FIGURE_POINTS: tuple[Row, ...] = (
+    _kd(R50, "ResNet-50", 0.25), _kd(R50, "ResNet-50", 0.5),
+    _kd(V, "ViT-B/16", 0.5), _kd(V, "ViT-B/16", 0.75),
+    _kd(D, "DenseNet-121", 0.25), _kd(D, "DenseNet-121", 0.75),
+    _m3_dr(4.0),
+    _m3_dr(1.0, ours=True), _m3_dr(2.0, ours=True),
+)
 
 
 def all_rows() -> list[Row]:
-    """Table 1 rows, then the sweep points that are not already rows (each run appears once)."""
-    ids = {r.id for r in ROWS}
-    return list(ROWS) + [r for r in SWEEP if r.id not in ids]
+    """Table 1 rows, then the extra figure points: every run the reproduction makes, each once."""
+    return list(ROWS) + list(FIGURE_POINTS)
+
+
+def figure_rows(figure: str) -> list[Row]:
+    """The entries drawn in `figure` ('fig2', 'fig3', 'fig4'), in manifest order."""
+    rows = [row for row in all_rows() if figure in row.figures]
+    if not rows:
+        raise ValueError(f"figure={figure!r} has no rows; figures are "
+                         f"{sorted({f for r in all_rows() for f in r.figures})}")
+    return rows
 
 
 def get_row(row_id: str) -> Row:

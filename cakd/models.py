@@ -1,59 +1,118 @@
-"""Student and teacher networks by name (DESIGN section 4). Every model takes uint8 images [B,3,32,32].
+"""Student and teacher networks by name, each with its own input pipeline (report section 4.1; AUTHORS_RECIPE).
 
-The student is MobileNetV2 adapted to 32x32 inputs; teachers come from timm with their input size and
-normalization. The `tiny` scale (smoke profile) builds a small member of the same family under the same name.
+Every model here takes float images in [0, 1] at any size, [B,3,H,W], and applies its own resize, centre crop
+and normalization on the device, batched, like timm's PretrainedCfg but as part of the module. Teachers are the
+public CIFAR-100 checkpoints the authors used, built from timm exactly as those checkpoints were made; the
+`tiny` scale builds a small member of each family under the same name (smoke profile).
 """
 from __future__ import annotations
 
 import os
+import urllib.error
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .config import CIFAR100_MEAN, CIFAR100_STD, STUDENTS, TEACHERS, TeacherSpec
+from . import files, paths
 
-SCALES = ("full", "tiny")                    # tiny = the smoke profile's stand-ins of the same families
-PRETRAINED_DIR_ENV = "CAKD_PRETRAINED_DIR"   # folder of <timm_name>.pth / .safetensors for offline use
-StudentFn = Callable[[int, str], nn.Module]
-STUDENT_BUILDERS: dict[str, StudentFn] = {}
+Scale = Literal["full", "tiny"]            # tiny = the smoke profile's stand-ins of the same families
+Interpolation = Literal["bilinear", "bicubic"]
+PRETRAINED_DIR_ENV = "CAKD_PRETRAINED_DIR"  # folder of <teacher name>.pth / .bin for offline use
+WEIGHTS_URL = "https://huggingface.co/edadaltocg/{name}/resolve/main/pytorch_model.bin"
+CIFAR100_MEAN = (0.5071, 0.4865, 0.4409)    # the ResNet checkpoints' normalization
+CIFAR100_STD = (0.2673, 0.2564, 0.2762)
+HALF = (0.5, 0.5, 0.5)                      # the student's and the ViT's normalization (mean 0.5, std 0.5)
 
 
 class PretrainedUnavailableError(RuntimeError):
-    """ImageNet weights were asked for but neither the hub nor a local file could provide them."""
+    """A teacher's public weights were asked for but neither a local file nor the download could provide them."""
 
 
-class ImageClassifier(nn.Module):
-    """uint8 images -> float in [0,1] -> resize to the network's input size -> normalize -> network."""
+@dataclass(frozen=True)
+class InputPipeline:
+    """A model's eval transform: resize (None: keep), centre crop (None: keep), normalize. Like torchvision's
+    Resize((r, r)) -> CenterCrop(c) -> Normalize, but batched on the device."""
+    resize: int | None
+    crop: int | None
+    interpolation: Interpolation
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
 
-    def __init__(self, net: nn.Module, input_size: int, mean: tuple[float, ...], std: tuple[float, ...]):
+    def describe(self) -> str:
+        steps = [f"Resize(({self.resize}, {self.resize}), {self.interpolation})"] if self.resize else []
+        steps += [f"CenterCrop({self.crop})"] if self.crop else []
+        return " -> ".join(steps + [f"Normalize(mean {self.mean}, std {self.std})"])
+
+
+class Classifier(nn.Module):
+    """images in [0,1] -> the model's input pipeline -> network -> logits [B, C]."""
+
+    def __init__(self, net: nn.Module, pipeline: InputPipeline):
         super().__init__()
-        self.net = net
-        self.input_size = input_size
+        self.net, self.pipeline = net, pipeline
         self.channels_last = False   # set by the training loop on CUDA, with the weights' memory format
-        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("mean", torch.tensor(pipeline.mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(pipeline.std).view(1, 3, 1, 1), persistent=False)
 
     def forward(self, images: Tensor) -> Tensor:
-        x = images.float() / 255
-        if x.shape[-1] != self.input_size:
-            x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False)
+        x = images.to(self.mean.dtype)
+        p = self.pipeline
+        if p.resize and x.shape[-1] != p.resize:
+            x = resize(x, p.resize, p.interpolation)
+        if p.crop and x.shape[-1] != p.crop:
+            x = center_crop(x, p.crop)
         x = (x - self.mean) / self.std
         return self.net(x.contiguous(memory_format=torch.channels_last) if self.channels_last else x)
 
 
+def resize(images: Tensor, size: int, interpolation: Interpolation) -> Tensor:
+    """Batched Resize((size, size)). Bicubic overshoots [0, 1]; PIL clamps by storing uint8, so do we."""
+    out = F.interpolate(images, size=(size, size), mode=interpolation, align_corners=False)
+    return out.clamp_(0, 1) if interpolation == "bicubic" else out
+
+
+def center_crop(images: Tensor, size: int) -> Tensor:
+    """torchvision's CenterCrop: top-left corner at round((H - size) / 2)."""
+    top, left = round((images.shape[-2] - size) / 2), round((images.shape[-1] - size) / 2)
+    return images[..., top:top + size, left:left + size]
+
+
+# ----------------------------------------------------------------------------- students
+
+StudentFn = Callable[[int, Scale], nn.Module]   # (num_classes, scale) -> network, no input pipeline
+STUDENTS: dict[str, StudentFn] = {}
+STUDENT_PIPELINE = InputPipeline(None, None, "bicubic", HALF, HALF)   # resize/crop are the augmentation's
+
+
 def register_student(name: str) -> Callable[[StudentFn], StudentFn]:
     def add(fn: StudentFn) -> StudentFn:
-        STUDENT_BUILDERS[name] = fn
+        STUDENTS[name] = fn
         return fn
     return add
 
 
-@register_student("mobilenetv2")
-def cifar_mobilenetv2(num_classes: int, scale: str) -> nn.Module:
-    """MobileNetV2 with a stride-1 stem and a stride-1 second stage: 32x32 -> 4x4 final features."""
+@register_student("mobilenetv2_100")
+def timm_mobilenetv2(num_classes: int, scale: Scale) -> nn.Module:
+    """timm `mobilenetv2_100` from scratch (the authors' student, 2,351,972 parameters with 100 classes)."""
+    import timm
+    from timm.models.efficientnet import _gen_mobilenet_v2
+
+    if scale == "tiny":   # the same blocks at a quarter width and a third of the depth; a stride-1 stem keeps
+        # a 2x2 final map at the smoke profile's 32-pixel input, as 224 pixels keep 7x7 in the real one
+        net = _gen_mobilenet_v2("mobilenetv2_100", channel_multiplier=0.25, depth_multiplier=0.34,
+                                num_classes=num_classes)
+        net.conv_stem.stride = (1, 1)
+        return net
+    return timm.create_model("mobilenetv2_100", pretrained=False, num_classes=num_classes)
+
+
+@register_student("cifar_mobilenetv2")
+def cifar_mobilenetv2(num_classes: int, scale: Scale) -> nn.Module:
+    """MobileNetV2 for 32x32 inputs (ours, consistent profile): stride-1 stem and second stage, 4x4 features."""
     from torchvision.models import MobileNetV2
 
     # (expansion t, channels c, repeats n, stride s) of the paper, stage 2 stride 2 -> 1 for 32x32 inputs
@@ -65,38 +124,126 @@ def cifar_mobilenetv2(num_classes: int, scale: str) -> nn.Module:
         width = 0.25
     net = MobileNetV2(num_classes=num_classes, width_mult=width, inverted_residual_setting=setting)
     net.features[0][0].stride = (1, 1)   # stem: 3x3 conv, stride 2 -> 1
-    return ImageClassifier(net, 32, CIFAR100_MEAN, CIFAR100_STD)
+    return net
 
 
-@register_student("mobilenet_v2")
-def torchvision_mobilenet_v2(num_classes: int, scale: str) -> nn.Module:
-    """torchvision's MobileNetV2, unmodified (stride-32 downsampling: 32x32 -> 1x1 final features)."""
-    from torchvision.models import mobilenet_v2
-
-    net = mobilenet_v2(num_classes=num_classes, width_mult=0.25 if scale == "tiny" else 1.0)
-    return ImageClassifier(net, 32, CIFAR100_MEAN, CIFAR100_STD)
-
-
-def create_student(name: str, num_classes: int, scale: str = "full") -> nn.Module:
+def create_student(name: str, num_classes: int, scale: Scale = "full") -> Classifier:
     _check_scale(scale)
-    if name not in STUDENT_BUILDERS:
-        raise ValueError(f"student={name!r} is unknown; known students are {sorted(STUDENT_BUILDERS)}")
-    return STUDENT_BUILDERS[name](num_classes, scale)
+    if name not in STUDENTS:
+        raise ValueError(f"student={name!r} is unknown; known students are {sorted(STUDENTS)}")
+    return Classifier(STUDENTS[name](num_classes, scale), STUDENT_PIPELINE)
 
 
-def create_teacher(name: str, num_classes: int, scale: str = "full", pretrained: bool = False) -> nn.Module:
-    """A timm teacher wrapped with its input size and normalization; `pretrained` loads ImageNet weights."""
+# ----------------------------------------------------------------------------- teachers
+
+@dataclass(frozen=True)
+class TeacherSpec:
+    """A public CIFAR-100 teacher: its architecture, its own eval pipeline, and a tiny stand-in of the family."""
+    label: str
+    build: Callable[[int], nn.Module]        # num_classes -> the checkpoint's architecture, random init
+    pipeline: InputPipeline
+    tiny: Callable[[int], nn.Module]
+    tiny_pipeline: InputPipeline
+
+    def pipeline_for(self, scale: Scale) -> InputPipeline:
+        return self.tiny_pipeline if scale == "tiny" else self.pipeline
+
+
+def _cifar_resnet(arch: str, **tiny: object) -> Callable[[int], nn.Module]:
+    """timm ResNet with the CIFAR stem of the checkpoints: conv1 3x3 stride 1 (no bias), no max-pool."""
+    def build(num_classes: int) -> nn.Module:
+        import timm
+
+        net = timm.create_model(arch, pretrained=False, num_classes=num_classes, **tiny)
+        net.conv1 = nn.Conv2d(3, net.conv1.out_channels if tiny else 64, 3, stride=1, padding=1, bias=False)
+        net.maxpool = nn.Identity()
+        return net
+    return build
+
+
+def _cifar_densenet(growth_rate: int, block_config: tuple[int, ...]) -> Callable[[int], nn.Module]:
+    """timm DenseNet with the checkpoint's CIFAR stem: conv0 3x3 to 2 x growth channels, no norm0, no pool0."""
+    def build(num_classes: int) -> nn.Module:
+        from timm.models.densenet import DenseNet
+
+        net = DenseNet(growth_rate=growth_rate, block_config=block_config, num_classes=num_classes)
+        net.features.conv0 = nn.Conv2d(3, 2 * growth_rate, 3, padding=1, bias=False)
+        net.features.norm0 = nn.Identity()
+        net.features.pool0 = nn.Identity()
+        return net
+    return build
+
+
+def _vit(num_classes: int) -> nn.Module:
+    import timm
+
+    return timm.create_model("vit_base_patch16_224.orig_in21k_ft_in1k", pretrained=False, num_classes=num_classes)
+
+
+def _tiny_vit(num_classes: int) -> nn.Module:
+    from timm.models.vision_transformer import VisionTransformer
+
+    return VisionTransformer(img_size=32, patch_size=8, embed_dim=48, depth=2, num_heads=3, num_classes=num_classes)
+
+
+_AS_IS = InputPipeline(None, None, "bilinear", CIFAR100_MEAN, CIFAR100_STD)   # the ResNets: the 32x32 image
+_DENSENET = InputPipeline(36, 32, "bilinear", (0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761))
+_VIT = InputPipeline(248, 224, "bicubic", HALF, HALF)
+_TINY_RESNET = dict(channels=(8, 16, 32, 64), stem_width=8)
+TEACHERS: dict[str, TeacherSpec] = {
+    "resnet18_cifar100": TeacherSpec("ResNet-18", _cifar_resnet("resnet18"), _AS_IS,
+                                     _cifar_resnet("resnet18", **_TINY_RESNET, layers=(1, 1, 1, 1)), _AS_IS),
+    "resnet34_cifar100": TeacherSpec("ResNet-34", _cifar_resnet("resnet34"), _AS_IS,
+                                     _cifar_resnet("resnet34", **_TINY_RESNET, layers=(1, 2, 1, 1)), _AS_IS),
+    "resnet50_cifar100": TeacherSpec("ResNet-50", _cifar_resnet("resnet50"), _AS_IS,
+                                     _cifar_resnet("resnet50", **_TINY_RESNET, layers=(1, 1, 1, 1)), _AS_IS),
+    "densenet121_cifar100": TeacherSpec("DenseNet-121", _cifar_densenet(12, (6, 12, 24, 16)), _DENSENET,
+                                        _cifar_densenet(8, (2, 2, 2, 2)), _DENSENET),
+    # the tiny ViT keeps the real one's resize-then-crop (248 -> 224 is 40 -> 32 here) at a CPU-sized input
+    "vit_base_patch16_224_in21k_ft_cifar100": TeacherSpec("ViT-B/16", _vit, _VIT, _tiny_vit,
+                                                          InputPipeline(40, 32, "bicubic", HALF, HALF)),
+}
+
+
+def create_teacher(name: str, num_classes: int, scale: Scale = "full") -> Classifier:
+    """A teacher with random weights and its own input pipeline (load weights with `load_public_weights`)."""
     _check_scale(scale)
     if name not in TEACHERS:
         raise ValueError(f"teacher={name!r} is unknown; known teachers are {sorted(TEACHERS)}")
     spec = TEACHERS[name]
-    if scale == "tiny":
-        if pretrained:
-            raise ValueError(f"teacher {name!r}: the tiny smoke stand-ins have no pretrained weights; "
-                             "use teacher_pretrained=False with the smoke profile")
-        net = _timm_model(spec, num_classes, pretrained=False, **spec.tiny_kwargs)
-        return ImageClassifier(net, spec.tiny_input_size, spec.mean, spec.std)
-    return ImageClassifier(_timm_model(spec, num_classes, pretrained), spec.input_size, spec.mean, spec.std)
+    net = spec.tiny(num_classes) if scale == "tiny" else spec.build(num_classes)
+    return Classifier(net, spec.pipeline_for(scale))
+
+
+def public_weights_path(name: str) -> Path:
+    """The teacher's published state_dict on disk: CAKD_PRETRAINED_DIR/<name>.(pth|bin), else downloaded once
+    into the cache home. Offline and absent: PretrainedUnavailableError naming both fixes."""
+    if name not in TEACHERS:
+        raise ValueError(f"teacher={name!r} is unknown; known teachers are {sorted(TEACHERS)}")
+    if folder := os.environ.get(PRETRAINED_DIR_ENV):
+        for suffix in (".pth", ".bin"):
+            if (path := Path(folder) / f"{name}{suffix}").is_file():
+                return path
+        raise PretrainedUnavailableError(f"{PRETRAINED_DIR_ENV}={folder!r} holds no {name}.pth or {name}.bin")
+    path = paths.pretrained_dir() / f"{name}.pth"
+    if not path.is_file():
+        url = WEIGHTS_URL.format(name=name)
+        try:
+            with files.atomic_path(path) as tmp:
+                torch.hub.download_url_to_file(url, str(tmp), progress=False)
+        except (urllib.error.URLError, OSError) as e:
+            raise PretrainedUnavailableError(
+                f"the weights of teacher {name!r} are not on this machine and could not be downloaded "
+                f"({type(e).__name__}: {e}). Fixes: connect to the internet once (they are saved to {path}), "
+                f"or download {url} elsewhere, save it as {name}.pth in a folder and set "
+                f"{PRETRAINED_DIR_ENV}=<folder>.") from e
+    return path
+
+
+def load_public_weights(model: Classifier, name: str) -> Classifier:
+    """Load the published CIFAR-100 state_dict of teacher `name` into `model.net` (weights only, strict)."""
+    model.net.load_state_dict(files.torch_load(public_weights_path(name)))
+    return model
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -104,34 +251,6 @@ def count_parameters(model: nn.Module) -> int:
 
 
 def _check_scale(scale: str) -> None:
-    if scale not in SCALES:
-        raise ValueError(f"scale={scale!r} is not one of {list(SCALES)}; tiny = smoke-profile stand-ins")
-
-
-def _timm_model(spec: TeacherSpec, num_classes: int, pretrained: bool, **kwargs) -> nn.Module:
-    import timm
-
-    if not pretrained:
-        return timm.create_model(spec.timm_name, pretrained=False, num_classes=num_classes, **kwargs)
-    local = _local_weights(spec.timm_name)
-    overlay = {"pretrained_cfg_overlay": dict(file=str(local))} if local else {}
-    try:
-        return timm.create_model(spec.timm_name, pretrained=True, num_classes=num_classes, **overlay, **kwargs)
-    except Exception as e:  # offline: huggingface_hub / urllib raise several types; all mean "no weights"
-        raise PretrainedUnavailableError(
-            f"could not load ImageNet weights for teacher {spec.timm_name!r} ({type(e).__name__}: {e}). "
-            f"Fixes: connect to the internet once (timm caches the weights), or put {spec.timm_name}.pth or "
-            f"{spec.timm_name}.safetensors in a folder and set {PRETRAINED_DIR_ENV}=<folder>, or train the "
-            "teacher from scratch with teacher_pretrained=False."
-        ) from e
-
-
-def _local_weights(timm_name: str) -> Path | None:
-    folder = os.environ.get(PRETRAINED_DIR_ENV)
-    if not folder:
-        return None
-    for suffix in (".safetensors", ".pth", ".bin"):
-        if (path := Path(folder) / f"{timm_name}{suffix}").is_file():
-            return path
-    raise PretrainedUnavailableError(f"{PRETRAINED_DIR_ENV}={folder!r} holds no {timm_name}.safetensors/.pth/.bin")
-
+    allowed = Scale.__args__
+    if scale not in allowed:
+        raise ValueError(f"scale={scale!r} is not one of {list(allowed)}; tiny = smoke-profile stand-ins")

@@ -57,6 +57,11 @@ def logit_cache_dir(profile: str) -> Path:
     return cache_home() / profile / "logits"
 
 
+def pretrained_dir() -> Path:
+    """The public teacher checkpoints, downloaded once (shared by every profile)."""
+    return cache_home() / "pretrained"
+
+
 def inside(base: Path, relative: str, what: str) -> Path:
     """`base / relative`, refusing anything that escapes `base` (`..`, absolute paths, links out)."""
     path = (base / relative).resolve()

@@ -1,4 +1,4 @@
-"""The book's figures (report Figures 2-4 and one run's history), drawn from finished runs with seaborn.
+"""The book's figures: the report's Figures 2-4 redrawn from finished runs, and one run's history.
 
 Figures are built with matplotlib's object API (`Figure`, rendered by Agg): no pyplot state, nothing shown
 by accident, safe in scripts and kernels alike. Each is saved as PNG and SVG under `paths.figures_dir`.
@@ -8,17 +8,19 @@ from __future__ import annotations
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import matplotlib
 import pandas as pd
 import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
+from . import config as cfg
 from . import paths
-from .config import METHOD_TITLES, TEACHER_LABELS
+from .report import figure_series, profile_note
 
 if TYPE_CHECKING:   # plots only read finished runs; importing the training stack here is not needed
     from .runs import RunResult
@@ -63,7 +65,7 @@ def plot_history(result: RunResult, name: str | None = None) -> Plot:
             _integer_epochs(ax)
             _legend(ax, len(columns))
         config = result.config
-        fig.suptitle(f"{METHOD_TITLES[config.method]}: run {config.run_id} (profile {config.profile}, "
+        fig.suptitle(f"{cfg.METHOD_TITLES.get(config.method, config.method)}: run {config.run_id} (profile {config.profile}, "
                      f"seed {config.seed})")
         return save(fig, config.profile, name or f"history-{config.run_id}")
 
@@ -97,44 +99,77 @@ def plot_curves(results: Sequence[RunResult | History | None], labels: Sequence[
         return save(fig, profile, name)
 
 
+def figure2(profile: str, seeds: int | None = None, name: str = "fig2_single_teacher") -> Plot:
+    """Report Figure 2: validation accuracy per epoch of single-teacher KD at alpha 0.25, 0.5 and 0.75, one
+    panel per teacher, each with the baseline for reference; the Table 1 row's alpha drawn thicker."""
+    series = figure_series(profile, "fig2", seeds)
+    baseline = [runs for row, runs in series if not row.params.get("teachers")]
+    by_teacher: dict[str, list] = {}
+    for row, runs in series:
+        if row.params.get("teachers"):
+            by_teacher.setdefault(row.params["teachers"][0], []).append((row, runs))
+    alphas = sorted({row.params["alpha"] for entries in by_teacher.values() for row, _ in entries})
+    colours = dict(zip(alphas, sns.color_palette("viridis_r", len(alphas))))
+    with _style():
+        fig = Figure(figsize=(4.1 * len(by_teacher) + 1.8, 4.4), layout="constrained")
+        axes = fig.subplots(1, len(by_teacher), sharey=True, squeeze=False)[0]
+        for ax, (teacher, entries) in zip(axes, by_teacher.items()):
+            for runs in baseline:
+                _curve(ax, runs, "baseline", color="0.45", linestyle="--")
+            for row, runs in sorted(entries, key=lambda e: e[0].params["alpha"]):
+                _curve(ax, runs, f"alpha {row.params['alpha']:g}", color=colours[row.params["alpha"]],
+                       linewidth=3.0 if row.table1 else 1.4)
+            table1 = [row.params["alpha"] for row, _ in entries if row.table1]
+            ax.set(title=_teacher_label(teacher) + (f" (Table 1: alpha {table1[0]:g})" if table1 else ""),
+                   xlabel="epoch")
+            _integer_epochs(ax)
+        axes[0].set_ylabel("validation accuracy (%)")
+        legend = [Line2D([], [], color="0.45", linestyle="--", label="baseline (no teacher)"),
+                  *(Line2D([], [], color=colours[a], label=f"alpha {a:g}") for a in alphas),
+                  Line2D([], [], color="0.2", linewidth=3.0, label="thick: the Table 1 row")]
+        _finish(fig, axes, series, profile, "Figure 2: baseline and single-teacher KD, alpha 0.25 / 0.5 / 0.75",
+                describe=lambda row: (f"{_teacher_label(row.params['teachers'][0])} alpha {row.params['alpha']:g}"
+                                      if row.params.get("teachers") else "baseline"), legend=legend)
+        return save(fig, profile, name)
+
+
+def figure3(profile: str, seeds: int | None = None, name: str = "fig3_multi_teacher") -> Plot:
+    """Report Figure 3: validation accuracy per epoch of the multi-teacher Table 1 rows."""
+    series = figure_series(profile, "fig3", seeds)
+    with _style():
+        fig = Figure(figsize=(9.5, 4.6), layout="constrained")
+        ax = fig.subplots()
+        for (row, runs), colour in zip(series, sns.color_palette("tab10", len(series))):
+            _curve(ax, runs, row.label, color=colour, linestyle=":" if row.params.get("use_ce") is False else "-")
+        ax.set(xlabel="epoch", ylabel="validation accuracy (%)")
+        _integer_epochs(ax)
+        _finish(fig, [ax], series, profile, "Figure 3: multi-teacher methods (Table 1 rows)",
+                describe=lambda row: row.label)
+        return save(fig, profile, name)
+
+
+def figure4(profile: str, seeds: int | None = None, name: str = "fig4_temperature") -> Plot:
+    """Report Figure 4: validation accuracy per epoch of Method 3 (D, R) at each temperature; the report's
+    tau 4, 8, 16 solid, our extra tau 1 and 2 dashed and labelled '(ours)'."""
+    series = sorted(figure_series(profile, "fig4", seeds), key=lambda e: e[0].params["temperature"])
+    colours = sns.color_palette("rocket_r", len(series) + 1)[1:]
+    with _style():
+        fig = Figure(figsize=(9.5, 4.6), layout="constrained")
+        ax = fig.subplots()
+        for (row, runs), colour in zip(series, colours):
+            _curve(ax, runs, f"tau {row.params['temperature']:g}" + (" (ours)" if row.ours else ""),
+                   color=colour, linestyle="--" if row.ours else "-")
+        ax.set(xlabel="epoch", ylabel="validation accuracy (%)")
+        _integer_epochs(ax)
+        _finish(fig, [ax], series, profile, "Figure 4: Method 3 (DenseNet-121, ResNet-50) by temperature tau",
+                describe=lambda row: f"tau {row.params['temperature']:g}")
+        return save(fig, profile, name)
+
+
 def plot_teachers(teachers: Sequence[Teacher], *, name: str = "teachers") -> Plot:
     """Validation accuracy per epoch of fine-tuned teachers (cakd.teachers.Teacher, one profile)."""
-    return plot_curves([t.info["history"] for t in teachers], [TEACHER_LABELS[t.config.name] for t in teachers],
+    return plot_curves([t.info["history"] for t in teachers], [_teacher_label(t.config.name) for t in teachers],
                        "Teacher fine-tuning", profile=teachers[0].config.profile, name=name)
-
-
-def plot_temperature_sweep(points: Sequence[dict[str, Any]], *, profile: str, name: str = "fig4_temperature",
-                           title: str = "Temperature tuning, Method 3 (D, R)",
-                           report: dict[float, float] | None = None) -> Plot:
-    """Test accuracy vs temperature (log2 axis; report Figure 4), mean and +-1 sd over seeds.
-
-    `points`: dicts with `temperature` and `accuracy` (None or NaN = missing run), one per seed.
-    `report`: the report's numbers by temperature, drawn as separate markers when given.
-    """
-    frame = pd.DataFrame(list(points), columns=["temperature", "accuracy"]).astype(float)
-    found = frame.dropna()
-    missing = sorted(set(frame["temperature"]) - set(found["temperature"]))
-    with _style():
-        fig = Figure(figsize=(6.0, 4.0), layout="constrained")
-        ax = fig.subplots()
-        if len(found):
-            several = found.groupby("temperature").size().max() > 1
-            sns.lineplot(found, x="temperature", y="accuracy", marker="o", ax=ax, label="ours",
-                         errorbar="sd" if several else None, err_style="bars", err_kws={"capsize": 4})
-        if report:
-            ax.plot(list(report), list(report.values()), "s", color="0.35", label="report")
-        temperatures = sorted(set(frame["temperature"]) | set(report or {}))
-        ax.set_xscale("log", base=2)
-        ax.set_xticks(temperatures, [f"{t:g}" for t in temperatures])
-        ax.minorticks_off()
-        ax.set(title=title, xlabel="temperature tau (log2 scale)", ylabel="test accuracy (%)")
-        if len(found) or report:
-            ax.legend(frameon=False)
-        else:
-            ax.text(0.5, 0.5, "no finished runs yet", ha="center", va="center", transform=ax.transAxes)
-        if missing:
-            _missing_note(fig, "missing (not run yet): tau " + ", ".join(f"{t:g}" for t in missing))
-        return save(fig, profile, name)
 
 
 def save(fig: Figure, profile: str, name: str) -> Plot:
@@ -154,7 +189,8 @@ _METRIC_LABELS = {"val_acc": "validation accuracy (%)", "test_acc": "test accura
 
 def _style():
     """seaborn's whitegrid look for the figures drawn inside, without changing the caller's settings."""
-    return matplotlib.rc_context({**sns.axes_style("whitegrid"), "svg.hashsalt": "cakd"})
+    # svg.fonttype none: text stays text in the SVG (searchable, readable by screen readers and tests)
+    return matplotlib.rc_context({**sns.axes_style("whitegrid"), "svg.hashsalt": "cakd", "svg.fonttype": "none"})
 
 
 def _history(result: RunResult | History | None) -> History | None:
@@ -164,7 +200,7 @@ def _history(result: RunResult | History | None) -> History | None:
 
 
 def _teacher_columns(frame: pd.DataFrame, stem: str) -> dict[str, str]:
-    return {c: TEACHER_LABELS.get(c.split(".", 1)[1], c.split(".", 1)[1])
+    return {c: _teacher_label(c.split(".", 1)[1])
             for c in frame.columns if c.startswith(stem + ".")}
 
 
@@ -186,3 +222,40 @@ def _legend(ax: Axes, entries: int, keep_single: bool = False) -> None:
 def _missing_note(fig: Figure, text: str) -> None:
     """Names the runs that are not there, under the axes (a figure never hides that it is incomplete)."""
     fig.supxlabel(textwrap.fill(text, 110), fontsize="small", color="firebrick")
+
+
+def _curve(ax: Axes, runs: Sequence[RunResult], label: str, metric: str = "val_acc", **style: Any) -> None:
+    """Mean over seeds per epoch, and a +-1 sd band when there are several; nothing for a row without runs."""
+    if not runs:
+        return
+    frame = pd.concat([pd.DataFrame(r.history)[["epoch", metric]] for r in runs])
+    stats = frame.groupby("epoch")[metric].agg(["mean", "std", "count"]).reset_index()
+    seeds = f" [{len(runs)} seeds]" if len(runs) > 1 else ""
+    line, = ax.plot(stats["epoch"], stats["mean"], marker="o", markersize=3, label=label + seeds, **style)
+    if len(runs) > 1:
+        ax.fill_between(stats["epoch"], stats["mean"] - stats["std"].fillna(0), stats["mean"] + stats["std"].fillna(0),
+                        color=line.get_color(), alpha=0.15, linewidth=0)
+
+
+def _finish(fig: Figure, axes: Sequence[Axes], series: Sequence[tuple[Any, Sequence[Any]]], profile: str,
+            title: str, describe: Callable[[Any], str], legend: Sequence[Line2D] | None = None) -> None:
+    """Title, the profile's label (any profile but the authors' recipe), one legend, the runs not made yet."""
+    banner = profile_note(profile).banner
+    heading = fig.suptitle(title + ("\n " if banner else ""), fontsize="large")   # a blank line kept for it
+    if banner:   # the label sits on the title's second line, in red: a reader cannot miss it
+        line = 1.2 * heading.get_fontsize() / (fig.get_figheight() * 72)
+        fig.text(0.5, 0.98 - line, banner, ha="center", va="top", color="firebrick", weight="bold")
+    drawn = any(runs for _, runs in series)
+    handles = list(legend) if legend is not None else axes[0].get_legend_handles_labels()[0]
+    if handles:
+        fig.legend(handles=handles, loc="outside right upper", frameon=False, fontsize="small")
+    if not drawn:
+        for ax in axes:
+            ax.text(0.5, 0.5, "no finished runs yet", ha="center", va="center", transform=ax.transAxes)
+    missing = [row for row, runs in series if not runs]
+    if missing:
+        _missing_note(fig, "not run yet: " + "; ".join(f"{describe(row)} ({row.id})" for row in missing))
+
+
+def _teacher_label(name: str) -> str:
+    return getattr(cfg, "TEACHER_LABELS", {}).get(name, name)

@@ -1,24 +1,150 @@
-"""What the book prints: Table 1 regenerated from the registry, the inputs of Figures 2-4, rounded metrics,
-and the tables of our choices (reproduction notes). Reads finished runs only: it never trains.
+"""What the book prints about results: Table 1 regenerated from the run registry next to the report's numbers
+and the authors' re-run, the runs behind Figures 2-4, the profile notes, and the small summaries the run pages
+print. Reads finished runs only: it never trains.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
+import statistics
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
-from . import manifest
-from .config import (CHOICE_FIELDS, CHOICES, METHOD_TITLES, TEACHER_LABELS, TEACHERS, RunConfig, TeacherConfig,
-                     profile_config)
-from .manifest import Row
+from . import config as cfg
+from . import files, manifest, paths
+from .manifest import AUTHORS_RERUN_SOURCE, Row
 from .runs import RunResult, find_run
+from .tables import HtmlTable, render_table
 
-PROFILE_NOTES = {
-    "paper": "CIFAR-100, full-size models, the report's setting",
-    "smoke": "synthetic data and tiny models: a check that everything runs, NOT comparable with the report",
+REPORT_SOURCE = ("Confidence Aware Ensemble Knowledge Distillation, AML course report, Sapienza University of "
+                 "Rome, 2025: Table 1")
+RESEED_COMMAND = "python -m cakd reproduce --profile {profile} --seeds N"
+
+
+@dataclass(frozen=True)
+class ProfileNote:
+    summary: str        # what the profile is, one sentence (captions, the profiles table)
+    comparable: bool    # its accuracies may be set against the report's (the Difference column)
+    banner: str         # the label every figure of the profile carries ("" for the authors' recipe)
+
+
+PROFILE_NOTES: dict[str, ProfileNote] = {
+    "paper": ProfileNote(
+        "the authors' recipe as their public code runs it: CIFAR-100, MobileNetV2 trained at 224x224, the public "
+        "CIFAR-100 teacher checkpoints, AdamW lr 0.01 with cosine decay, early stopping, one GPU", True, ""),
+    "consistent": ProfileNote(
+        "ours, not the report's: the same rows with a 32x32 student taught consistently (Beyer et al.) through "
+        "an exact 162-view teacher-logit cache, the direction the report leaves for future work", True,
+        "consistent profile: our recipe (32x32 student, consistent teaching), not the report's"),
+    "smoke": ProfileNote(
+        "an offline CPU stand-in: synthetic data, tiny models, a few epochs; it checks that everything runs, "
+        "and its numbers are NOT comparable with the report", False,
+        "smoke profile: synthetic data and tiny models, not comparable with the report"),
 }
+
+
+def profile_names() -> list[str]:
+    """The profiles cakd.config defines (its PROFILES: a dict name -> defaults, or a tuple of names)."""
+    return list(getattr(cfg, "PROFILES", None) or getattr(cfg, "PROFILE_DEFAULTS", None) or PROFILE_NOTES)
+
+
+def profile_note(profile: str) -> ProfileNote:
+    """The note of `profile`: a ValueError for a profile cakd.config does not define or this module has no note for."""
+    names = profile_names()
+    if not isinstance(profile, str) or profile not in names:
+        raise ValueError(f"profile={profile!r} is not one of {names}")
+    if profile not in PROFILE_NOTES:
+        raise ValueError(f"profile {profile!r} has no entry in cakd.report.PROFILE_NOTES; add one "
+                         "(what it is, whether it is comparable with the report, its figure label)")
+    return PROFILE_NOTES[profile]
+
+
+# ----------------------------------------------------------------------------- Table 1
+
+def row_results(row: Row, profile: str, seeds: int | None = None) -> list[RunResult]:
+    """The finished runs of `row` in the registry: seeds 0..seeds-1, or (seeds=None) every seed it has."""
+    candidates = range(seeds) if _check_seeds(seeds) is not None else registry_seeds(profile)
+    return [r for r in (find_run(row.config(profile, seed)) for seed in candidates) if r is not None]
+
+
+def registry_seeds(profile: str) -> list[int]:
+    """Every seed of any finished run of `profile` (read from the runs' config.json; nothing is trained)."""
+    root = paths.runs_dir(profile)
+    found = {files.read_json(f.parent / "config.json").get("seed", 0)
+             for f in root.glob("*/metrics.json") if (f.parent / "config.json").exists()} if root.exists() else set()
+    return sorted(s for s in found if isinstance(s, int))
+
+
+def results_table(profile: str, seeds: int | None = None) -> pd.DataFrame:
+    """Table 1 regenerated: one row per manifest Table 1 row.
+
+    Columns: id, label, report (the report's Table 1), authors (their re-run, AUTHORS_RERUN_SOURCE), mean, std
+    (sample sd over seeds, NaN below two), n (seeds found), difference (mean - report; NaN for a profile that
+    is not comparable with the report, such as smoke). A missing run lowers n: nothing is invented.
+    """
+    note = profile_note(profile)
+    records = []
+    for row in manifest.ROWS:
+        accuracies = [r.accuracy for r in row_results(row, profile, seeds)]
+        mean = statistics.fmean(accuracies) if accuracies else math.nan
+        report = math.nan if row.report_acc is None else row.report_acc
+        records.append({"id": row.id, "label": row.label, "report": report,
+                        "authors": math.nan if row.authors_acc is None else row.authors_acc,
+                        "mean": mean, "std": statistics.stdev(accuracies) if len(accuracies) > 1 else math.nan,
+                        "n": len(accuracies), "difference": mean - report if note.comparable else math.nan})
+    return pd.DataFrame.from_records(records)
+
+
+def table1(profile: str, seeds: int | None = None, table: pd.DataFrame | None = None) -> HtmlTable:
+    """Table 1 as the book shows it: grouped headers, fixed decimals, profile and n in the caption."""
+    table = results_table(profile, seeds) if table is None else table
+    note = profile_note(profile)
+    frame = pd.DataFrame({
+        ("", "Table 1 row"): table["label"], ("Reference", "report"): table["report"],
+        ("Reference", "authors' re-run *"): table["authors"], ("Ours", "mean"): table["mean"],
+        ("Ours", "std"): table["std"], ("Ours", "n"): table["n"],
+        ("Difference", "ours - report"): table["difference"]})
+    frame.columns = pd.MultiIndex.from_tuples(frame.columns)
+    counts = sorted(set(table["n"]))
+    seed_text = ("no finished run yet" if counts == [0] else f"{counts[0]} seed{'s' * (counts[0] > 1)} per row"
+                 if len(counts) == 1 else f"{counts[0]} to {counts[-1]} seeds per row")
+    caption = (f"Table 1. Test accuracy (%) at the epoch of best validation accuracy. Profile '{profile}': "
+               f"{note.summary}. Ours: mean and sample standard deviation over the seeds found in the registry "
+               f"({seed_text}; n = 0: not run yet).")
+    notes = [f"* Authors' re-run: {AUTHORS_RERUN_SOURCE}. Report: {REPORT_SOURCE}.",
+             "std needs n >= 2; a dash marks a missing value."]
+    if not note.comparable:
+        notes.append(f"Difference not computed for the '{profile}' profile: its numbers come from stand-in data "
+                     "and models, so a difference from the report would mean nothing.")
+    signed = "{:+.2f}".format
+    return render_table(frame, caption=caption, notes=notes,
+                        formats={("Difference", "ours - report"): signed, ("Ours", "n"): "{:d}"},
+                        na_rep={("Ours", "mean"): "missing", ("Ours", "std"): "-"}, css_class="table1")
+
+
+def seeds_summary(table: pd.DataFrame, profile: str) -> str:
+    """Markdown: how many seeds each Table 1 row has in `profile`, and the command that adds seeds."""
+    profile_note(profile)
+    groups: dict[int, list[str]] = {}
+    for row_id, n in zip(table["id"], table["n"]):
+        groups.setdefault(int(n), []).append(row_id)
+    parts = [f"{'no run' if n == 0 else f'{n} seed' + ('s' if n > 1 else '')}: {len(ids)} row"
+             f"{'s' if len(ids) > 1 else ''} ({', '.join(f'`{i}`' for i in ids)})"
+             for n, ids in sorted(groups.items(), reverse=True)]
+    command = RESEED_COMMAND.format(profile=profile)
+    return (f"Seeds per Table 1 row in the `{profile}` profile: " + "; ".join(parts) + ". Seeds 0..N-1 of "
+            f"every row (finished runs are reused, so only the new seeds train): `{command}`.")
+
+
+def figure_series(profile: str, figure: str, seeds: int | None = None) -> list[tuple[Row, list[RunResult]]]:
+    """The manifest entries drawn in `figure` ('fig2', 'fig3', 'fig4') with their finished runs."""
+    profile_note(profile)
+    return [(row, row_results(row, profile, seeds)) for row in manifest.figure_rows(figure)]
+
+
+# ----------------------------------------------------------------------------- reproduction notes
 
 # The report's ambiguities and our other open choices, one note per RunConfig option (book: reproduction
 # notes). The values themselves (default, alternatives, each profile's setting) are read from cakd.config.
@@ -36,91 +162,98 @@ OPTION_NOTES: dict[str, str] = {
                      "'confidence') or its probability of the true class (its 'misclassifying' remark).",
     "m3_alpha": "Method 3's alpha: the batch mean of the chosen teachers' true-class probabilities, as the "
                 "report says, or one alpha per sample.",
-    "schedule": "Learning-rate schedule (the report names none): cosine decay to 0, or constant 1e-2.",
-    "augment": "Training augmentation: zero-pad 4 + random crop + flip (162 views, which the logit cache "
-               "enumerates exactly) or none.",
-    "teacher_mode": "Where teacher logits come from: the exact 162-view cache (same numbers, no teacher "
-                    "forward passes while training) or the live teachers on every batch.",
+    "schedule": "Learning-rate schedule: cosine decay (the authors' code) or constant.",
+    "augment": "Training augmentation of the student.",
+    "teacher_mode": "Where teacher logits come from: an exact cache (the same numbers, no teacher forward "
+                    "passes while training) or the live teachers on every batch.",
     "model_scale": "full = the report's architectures; tiny = small members of the same families (smoke).",
     "device": "auto = CUDA when available; not part of the run hash (it changes speed, not the method).",
 }
 
 
-def results_table(profile: str, seeds: int = 1) -> pd.DataFrame:
-    """Table 1 regenerated: one row per manifest row, our mean over `seeds` seeds next to the report.
+def options_table() -> pd.DataFrame:
+    """Every option of a run: where it comes from, its default, its choices, each profile's value, what it does.
 
-    Columns: label, ours, std (sample sd over seeds, NaN with one), n (seeds found), report, difference.
-    A run that is not in the registry counts as missing (n smaller, NaN when none): nothing is invented.
+    With cakd.config.OPTIONS (each option's doc and origin defined once, in RunConfig) that is every field;
+    otherwise the report's ambiguities and our open choices (CHOICE_FIELDS) with OPTION_NOTES.
     """
-    _check_seeds(seeds)
-    records = []
-    for row in manifest.ROWS:
-        accuracies = [r.accuracy for r in row_results(row, profile, seeds) if r is not None]
-        ours = sum(accuracies) / len(accuracies) if accuracies else math.nan
-        std = pd.Series(accuracies, dtype=float).std() if len(accuracies) > 1 else math.nan
-        report = math.nan if row.report_acc is None else row.report_acc
-        records.append({"id": row.id, "label": row.label, "ours": ours, "std": std, "n": len(accuracies),
-                        "report": report, "difference": ours - report})
-    return pd.DataFrame.from_records(records, index="id")
+    default = cfg.RunConfig()
+    profiles = {name: cfg.profile_config(name) for name in profile_names()}
+    if hasattr(cfg, "OPTIONS"):
+        return pd.DataFrame.from_records([
+            {"option": o.name, "origin": o.origin, "read by": o.read_by(), "default": str(o.default),
+             "choices": ", ".join(str(c) for c in o.choices) if o.choices else "",
+             **{p: str(getattr(c, o.name)) for p, c in profiles.items()}, "what it does": o.doc}
+            for o in cfg.OPTIONS.values()])
+    options = {name: values for name, values in {**getattr(cfg, "CHOICE_FIELDS", {}),
+                                                  "divide_by_k": (False, True)}.items() if hasattr(default, name)}
+    missing = sorted(set(options) - set(OPTION_NOTES))
+    if missing:
+        raise ValueError(f"cakd.report.OPTION_NOTES has no note for option(s) {missing}; add one")
+    order = [*(a for a in AMBIGUITIES if a in options), *(name for name in options if name not in AMBIGUITIES)]
+    return pd.DataFrame.from_records([
+        {"option": name, "origin": "ambiguity" if name in AMBIGUITIES else "ours", "read by": "",
+         "default": str(getattr(default, name)),
+         "choices": ", ".join(str(v) for v in options[name]),
+         **{p: str(getattr(c, name)) for p, c in profiles.items()},
+         "what it does": OPTION_NOTES[name]} for name in order])
 
 
-def style_table(table: pd.DataFrame) -> Any:
-    """Table 1 for display: two decimals, a missing run written as 'missing' (std: '-' below two seeds)."""
-    return (table.style.format("{:.2f}", subset=["ours", "report", "difference"], na_rep="missing")
-            .format("{:.2f}", subset=["std"], na_rep="-"))
+def profiles_table() -> pd.DataFrame:
+    """The settings in which the profiles differ from RunConfig's defaults or from each other."""
+    default = cfg.RunConfig()
+    configs = {name: cfg.profile_config(name) for name in profile_names()}
+    names = [f.name for f in dataclasses.fields(default) if f.name != "profile"
+             and len({repr(getattr(c, f.name)) for c in [default, *configs.values()]}) > 1]
+    return pd.DataFrame({"setting": names, **{p: [str(getattr(c, n)) for n in names] for p, c in configs.items()}})
 
 
-def table_caption(profile: str, seeds: int) -> str:
-    """Says which profile produced the numbers and how many seeds (the caption of Table 1)."""
-    _check_seeds(seeds)
-    seed_note = ("one seed (seed 0), so no spread (std shows -)" if seeds == 1
-                 else f"mean and sample standard deviation over {seeds} seeds (0-{seeds - 1})")
-    return (f"Test accuracy (%) at the epoch of best validation accuracy. Profile '{profile}' "
-            f"({PROFILE_NOTES[profile]}); {seed_note}. 'report' is the report's Table 1; "
-            "'difference' = ours - report.")
+def profile_notes_table() -> pd.DataFrame:
+    """What each profile is and whether its numbers may be set against the report's."""
+    return pd.DataFrame.from_records([
+        {"profile": name, "what it is": profile_note(name).summary,
+         "compared with the report": "yes" if profile_note(name).comparable else "no"}
+        for name in profile_names()])
 
 
-def row_results(row: Row, profile: str, seeds: int = 1) -> list[RunResult | None]:
-    """The finished runs of `row` for seeds 0..seeds-1 (None where missing)."""
-    return [find_run(row.config(profile, seed)) for seed in range(seeds)]
+def choices_table() -> pd.DataFrame:
+    """What the report leaves open and we chose: cakd.config.CHOICES, or the options whose origin is 'ours'."""
+    if hasattr(cfg, "OPTIONS"):
+        ours = [o for o in cfg.OPTIONS.values() if o.origin == "ours"]
+        return pd.DataFrame({"choice": [o.name for o in ours], "ours, and why": [o.doc for o in ours]})
+    choices = getattr(cfg, "CHOICES", {})
+    return pd.DataFrame({"choice": list(choices), "ours, and why": list(choices.values())})
 
 
-def figure_runs(profile: str, figure: str) -> tuple[list[RunResult | None], list[str]]:
-    """The seed-0 runs (None where missing) and labels of the Table 1 rows drawn in `figure` ('fig2'|'fig3')."""
-    rows = [row for row in manifest.ROWS if row.figure == figure]
-    if not rows:
-        raise ValueError(f"figure={figure!r} has no rows; figures are "
-                         f"{sorted({r.figure for r in manifest.ROWS if r.figure})}")
-    return [find_run(row.config(profile)) for row in rows], [row.label for row in rows]
+BOOK_TABLES = {   # name -> (DataFrame function, code columns, wide columns); the {cakd-table} directive's names
+    "options": (options_table, ("option",), ("what it does",)),
+    "profiles": (profiles_table, ("setting",), ()),
+    "profile-notes": (profile_notes_table, ("profile",), ("what it is",)),
+    "choices": (choices_table, ("choice",), ("ours, and why",)),
+}
 
 
-def sweep_points(profile: str, seeds: int = 1) -> list[dict[str, Any]]:
-    """Figure 4's points: one per (temperature, seed), accuracy None where the run is missing."""
-    _check_seeds(seeds)
-    return [{"temperature": row.params["temperature"], "seed": seed,
-             "accuracy": None if result is None else result.accuracy}
-            for row in manifest.SWEEP for seed, result in enumerate(row_results(row, profile, seeds))]
+def book_table(name: str) -> HtmlTable:
+    """One of the reproduction notes' tables (BOOK_TABLES), rendered by the book's one table renderer."""
+    if name not in BOOK_TABLES:
+        raise ValueError(f"table={name!r} is unknown; tables are {sorted(BOOK_TABLES)}")
+    make, code, wide = BOOK_TABLES[name]
+    return render_table(make(), code_columns=code, wide_columns=wide)
 
 
-def sweep_report(profile: str = "paper") -> dict[float, float] | None:
-    """The report's accuracies at the sweep temperatures it lists; None unless `profile` is 'paper' (only
-    paper-profile runs are comparable with them)."""
-    if profile != "paper":
-        return None
-    return {row.params["temperature"]: row.report_acc for row in manifest.SWEEP if row.report_acc is not None}
+# ----------------------------------------------------------------------------- run pages
 
-
-def describe(config: RunConfig) -> str:
+def describe(config: Any) -> str:
     """A short summary of a run's config: what the notebook will train (and its run id)."""
-    teachers = ", ".join(TEACHER_LABELS[t] for t in config.teachers) or "none"
-    base = profile_config(config.profile)
+    teachers = ", ".join(_teacher_label(t) for t in config.teachers) or "none"
+    base = cfg.profile_config(config.profile)
     changed = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)
                if f.name not in ("profile", "method", "teachers")
                and getattr(config, f.name) != getattr(base, f.name)}
-    lines = [f"{METHOD_TITLES[config.method]}, profile '{config.profile}', run id {config.run_id}",
+    lines = [f"{_method_title(config.method)}, profile '{config.profile}', run id {config.run_id}",
              f"teachers: {teachers}",
              f"data: {config.dataset}, {config.epochs} epochs, batch {config.batch_size}, lr {config.lr:g}, "
-             f"{config.schedule} schedule, seed {config.seed}"]
+             f"{getattr(config, 'schedule', '?')} schedule, seed {config.seed}"]
     if changed:
         lines.append("differs from the profile's defaults: " + ", ".join(f"{k}={v!r}" for k, v in changed.items()))
     return "\n".join(lines)
@@ -134,9 +267,9 @@ def final_metrics(result: RunResult) -> dict[str, float]:
 
 
 def teacher_table(teachers: list[Any]) -> pd.DataFrame:
-    """Fine-tuned teachers (cakd.teachers.Teacher): validation and test accuracy (%), rounded."""
+    """Teachers (cakd.teachers.Teacher): validation and test accuracy (%), rounded."""
     return pd.DataFrame.from_records(
-        [{"teacher": TEACHER_LABELS[t.config.name], "timm name": t.config.name, "input size": t.config.input_size,
+        [{"teacher": _teacher_label(t.config.name), "timm name": t.config.name, "input size": t.config.input_size,
           "epochs": t.info["epochs"], "val_acc": round(t.info["best_val_acc"], 2),
           "test_acc": round(t.info["test_acc"], 2)} for t in teachers], index="teacher")
 
@@ -145,64 +278,42 @@ def run_teachers(result: RunResult) -> pd.DataFrame:
     """The teachers of a distillation run with their validation and test accuracy (%), rounded."""
     teachers = result.metrics.get("teachers", {})
     return pd.DataFrame.from_records(
-        [{"teacher": TEACHER_LABELS[name], "val_acc": round(acc["val_acc"], 2), "test_acc": round(acc["test_acc"], 2)}
-         for name, acc in teachers.items()], index="teacher", columns=["teacher", "val_acc", "test_acc"])
+        [{"teacher": _teacher_label(name), "val_acc": round(acc["val_acc"], 2),
+          "test_acc": round(acc["test_acc"], 2)} for name, acc in teachers.items()],
+        index="teacher", columns=["teacher", "val_acc", "test_acc"])
 
 
-def teacher_configs(profile: str, teachers: list[str]) -> list[TeacherConfig]:
-    """The fine-tuning configs of `teachers` under `profile` (the ones every student run of it shares)."""
+def teacher_configs(profile: str, teachers: list[str]) -> list[Any]:
+    """The configs of `teachers` under `profile` (the ones every student run of it shares)."""
+    known = sorted(cfg.TEACHERS)
     if isinstance(teachers, str) or not isinstance(teachers, (list, tuple)):   # papermill's `-p teachers resnet50`
-        raise ValueError(f"teachers={teachers!r} must be a list of teacher names, e.g. ['resnet50'] "
-                         f"(papermill: -y 'teachers: [resnet50]'); known teachers are {sorted(TEACHERS)}")
-    unknown = [t for t in teachers if not isinstance(t, str) or t not in TEACHERS]
+        raise ValueError(f"teachers={teachers!r} must be a list of teacher names, e.g. ['{known[0]}'] "
+                         f"(papermill: -y 'teachers: [{known[0]}]'); known teachers are {known}")
+    unknown = [t for t in teachers if not isinstance(t, str) or t not in cfg.TEACHERS]
     if unknown or not teachers:
-        raise ValueError(f"teachers={teachers!r}: give one or more of {sorted(TEACHERS)}")
-    config = profile_config(profile)
+        raise ValueError(f"teachers={teachers!r}: give one or more of {known}")
+    config = cfg.profile_config(profile)
     return [config.teacher_config(name) for name in teachers]
 
 
-def describe_teachers(configs: list[TeacherConfig]) -> str:
+def describe_teachers(configs: list[Any]) -> str:
     c = configs[0]
     return (f"profile '{c.profile}': {c.dataset} data, {c.epochs} epochs of AdamW (lr {c.lr:g}, weight decay "
             f"{c.weight_decay:g}, cosine), batch {c.batch_size}, ImageNet weights: {c.pretrained}, "
-            f"{c.model_scale} models\n" + "\n".join(f"{TEACHER_LABELS[t.name]}: run id {t.run_id}, input "
+            f"{c.model_scale} models\n" + "\n".join(f"{_teacher_label(t.name)}: run id {t.run_id}, input "
                                                   f"{t.input_size}x{t.input_size}" for t in configs))
 
 
-def options_table() -> pd.DataFrame:
-    """Every option of the report's ambiguities and our open choices: default, alternatives, per-profile value."""
-    default, profiles = RunConfig(), {name: profile_config(name) for name in ("paper", "smoke")}
-    options = {**CHOICE_FIELDS, "divide_by_k": (False, True)}
-    missing = sorted(set(options) - set(OPTION_NOTES))
-    if missing:
-        raise KeyError(f"cakd.report.OPTION_NOTES has no note for option(s) {missing}; add one")
-    order = [*AMBIGUITIES, *(name for name in options if name not in AMBIGUITIES)]
-    records = []
-    for name in order:
-        allowed = options[name]
-        records.append({"option": name, "kind": "report ambiguity" if name in AMBIGUITIES else "our setting",
-                        "default": getattr(default, name),
-                        "alternatives": ", ".join(str(v) for v in allowed if v != getattr(default, name)),
-                        **{f"{p} profile": getattr(c, name) for p, c in profiles.items()},
-                        "what it decides": OPTION_NOTES[name]})
-    return pd.DataFrame.from_records(records, index="option")
+def _check_seeds(seeds: int | None) -> int | None:
+    if seeds is not None and (not isinstance(seeds, int) or isinstance(seeds, bool) or seeds < 1):
+        raise ValueError(f"seeds={seeds!r} must be an integer >= 1 (seeds 0..seeds-1 are read) or None "
+                         "(every seed in the registry)")
+    return seeds
 
 
-def profiles_table() -> pd.DataFrame:
-    """The settings in which the two profiles differ from RunConfig's defaults (and from each other)."""
-    default = RunConfig()
-    configs = {name: profile_config(name) for name in ("paper", "smoke")}
-    names = [f.name for f in dataclasses.fields(RunConfig) if f.name != "profile"
-             and len({repr(getattr(c, f.name)) for c in [default, *configs.values()]}) > 1]
-    return pd.DataFrame({"setting": names, **{f"{p} profile": [getattr(c, n) for n in names]
-                                              for p, c in configs.items()}}).set_index("setting")
+def _teacher_label(name: str) -> str:
+    return getattr(cfg, "TEACHER_LABELS", {}).get(name, name)
 
 
-def choices_table() -> pd.DataFrame:
-    """cakd.config.CHOICES: what the report leaves open and why we chose as we did."""
-    return pd.DataFrame({"choice": list(CHOICES), "ours, and why": list(CHOICES.values())}).set_index("choice")
-
-
-def _check_seeds(seeds: int) -> None:
-    if not isinstance(seeds, int) or isinstance(seeds, bool) or seeds < 1:
-        raise ValueError(f"seeds={seeds!r} must be an integer >= 1 (seeds 0..seeds-1 are averaged)")
+def _method_title(method: str) -> str:
+    return getattr(cfg, "METHOD_TITLES", {}).get(method, method)

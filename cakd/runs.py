@@ -16,10 +16,10 @@ import torch
 
 from . import files, paths
 from .config import RunConfig, check_flag
-from .data import load_splits
-from .models import count_parameters, create_student
-from .teachers import teacher_logits
-from .train import FitConfig, fit, resolve_device, student_loss, summarize
+from .data import check_available, load_splits
+from .models import count_parameters, create_student, public_weights_path
+from .teaching import teacher_logits
+from .train import FitConfig, fit, resolve_device, summarize
 
 
 @dataclass
@@ -34,6 +34,13 @@ class RunResult:
     def accuracy(self) -> float:
         """The report's number: test accuracy at the best-validation epoch, in percent."""
         return self.metrics["test_acc"]
+
+    def headline(self) -> dict[str, float]:
+        """What a notebook prints (and the golden tests compare, within their tolerance): rounded metrics."""
+        m = self.metrics
+        return {"test_acc": round(m["test_acc"], 2), "best_val_acc": round(m["best_val_acc"], 2),
+                "best_epoch": int(m["best_epoch"]), "last_test_acc": round(m["last_test_acc"], 2),
+                "epochs": int(m["epochs"]), "teacher_forward_passes": int(m["teacher_forward_passes"])}
 
 
 def run_folder(config: RunConfig) -> Path:
@@ -50,7 +57,7 @@ def load_or_train(config: RunConfig, *, force: bool = False) -> RunResult:
     folder = run_folder(config)
     if not force and (folder / "metrics.json").exists():
         return load_run(folder)
-    device = resolve_device(config.device)   # a bad device or missing data fails here, before anything is deleted
+    device = preflight(config)   # no GPU, no data, no weights: one clear error here, before anything is deleted
     splits = load_splits(config)
     if force:
         shutil.rmtree(folder, ignore_errors=True)
@@ -58,11 +65,7 @@ def load_or_train(config: RunConfig, *, force: bool = False) -> RunResult:
     teachers, teacher_record = teacher_logits(config, splits, device) if config.teachers else (None, {})
     torch.manual_seed(config.seed)
     student = create_student(config.student, splits.num_classes, config.model_scale)
-    fit_cfg = FitConfig(epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
-                        weight_decay=config.weight_decay, schedule=config.schedule, augment=config.augment,
-                        seed=config.seed, device=device, compile=config.compile,
-                        eval_batch_size=config.eval_batch_size)
-    result = fit(student, splits, student_loss(config.method, config.to_dict()), fit_cfg, teachers=teachers,
+    result = fit(student, splits, step_loss(config), FitConfig.of(config, device), teachers=teachers,
                  checkpoint=checkpoint_path(config), desc=config.run_id)
     history = [_name_teacher_columns(row, list(config.teachers)) for row in result.history]
     metrics = {"run_id": config.run_id, "method": config.method, "profile": config.profile,
@@ -75,6 +78,34 @@ def load_or_train(config: RunConfig, *, force: bool = False) -> RunResult:
     return RunResult(config, history, metrics, folder, trained=True)
 
 
+def step_loss(config: RunConfig):
+    """The run's loss with the options its method declared (losses.register_loss), bound by name."""
+    fn, options = config.loss.fn, config.loss_options()
+    return lambda logits, teacher_logits, labels: fn(logits, teacher_logits, labels, **options)
+
+
+def preflight(config: RunConfig, check_inputs: bool = False) -> torch.device:
+    """The run's device; a paper/consistent run refuses to fall back to a CPU (days of training) unless
+    device='cpu' is asked for. With `check_inputs`, also the data and the teachers' published weights
+    (downloaded when online): whatever is missing fails here with one message that says what to do."""
+    device = resolve_device(config.device)
+    if device.type == "cpu" and config.profile != "smoke" and config.device == "auto":
+        raise RequirementError(
+            f"the {config.profile} profile trains full-size models for up to {config.epochs} epochs and needs a "
+            "CUDA GPU, and none was found. Add -p profile smoke for the offline demo, or -p device cpu to "
+            "train on the CPU anyway (days).")
+    if check_inputs:
+        check_available(config)
+        if config.teachers and config.teacher_weights == "public":
+            for name in config.teachers:
+                public_weights_path(name)
+    return device
+
+
+class RequirementError(RuntimeError):
+    """A run cannot start here (no GPU, no data, no teacher weights); the message says what to do."""
+
+
 def load_run(folder: Path) -> RunResult:
     config = RunConfig.from_dict(files.read_json(folder / "config.json"))
     history = _from_csv((folder / "history.csv").read_text())
@@ -85,11 +116,6 @@ def find_run(config: RunConfig) -> RunResult | None:
     """The finished run of `config`, or None (never trains)."""
     folder = run_folder(config)
     return load_run(folder) if (folder / "metrics.json").exists() else None
-
-
-def list_runs(profile: str) -> list[RunResult]:
-    root = paths.runs_dir(profile)
-    return [load_run(f) for f in sorted(root.glob("*")) if (f / "metrics.json").exists()] if root.exists() else []
 
 
 def _name_teacher_columns(row: dict[str, float], names: list[str]) -> dict[str, float]:

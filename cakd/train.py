@@ -1,40 +1,33 @@
-"""The training loop (DESIGN section 6): one `fit` for students and teachers alike.
+"""The training loop (report section 4.1; AUTHORS_RECIPE): one `fit` for students and the smoke teachers.
 
 Data and augmentation stay on the device; the step has no host sync (per-epoch sums stay on the device);
-bf16 autocast and channels_last on CUDA, fp32 on CPU. Every epoch ends with val and test accuracy and an
-atomic checkpoint holding everything needed to resume bitwise (weights, optimizer, scheduler, RNG states,
-history).
+mixed precision and channels_last on CUDA, fp32 or fp64 on a CPU. The learning rate follows CosineAnnealingLR
+stepped once per epoch (the authors' Lightning default); training stops early when validation accuracy has
+not improved for `patience` epochs; the reported number is the test accuracy of the best-validation epoch.
+Every epoch ends with an atomic checkpoint holding everything needed to resume bitwise.
 """
 from __future__ import annotations
 
-import inspect
-import math
 import os
+import sys
 import time
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Callable
 
 import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
 from . import files
-from .losses import LOSSES
-from .data import Split, Splits, apply_views, identity_views, random_views
+from .config import RunConfig, Views
+from .data import Split, Splits, apply_views, eval_images, random_views
+from .teaching import TeacherLogits, autocast_for, compute_dtype
 
-THREADS_ENV = "CAKD_THREADS"   # fix torch's CPU thread count (bitwise-reproducible CPU runs across machines)
-# (model logits [B,C] fp32, teacher logits [K,B,C] or None, labels [B]) -> (loss, diagnostics)
+THREADS_ENV = "CAKD_THREADS"   # fix torch's CPU thread count
+# (model logits [B,C], teacher logits [K,B,C] or None, labels [B]) -> (loss, diagnostics)
 StepLoss = Callable[[Tensor, Tensor | None, Tensor], tuple[Tensor, dict[str, Tensor]]]
-
-
-class TeacherLogits(Protocol):
-    """Where KD gets teacher logits [K,B,C] for a batch: the cache or the live teachers."""
-    names: list[str]
-    forward_passes: int
-
-    def __call__(self, indices: Tensor, view_ids: Tensor, images: Tensor) -> Tensor: ...
 
 
 @dataclass(frozen=True)
@@ -44,11 +37,22 @@ class FitConfig:
     lr: float
     weight_decay: float
     schedule: str            # cosine | constant
-    augment: str             # crop_flip | none
+    cosine_epochs: int       # CosineAnnealingLR's T_max
+    eta_min: float
+    patience: int            # 0: no early stopping
+    views: Views
+    precision: str
     seed: int
     device: torch.device
     compile: bool = False
     eval_batch_size: int = 1024
+
+    @classmethod
+    def of(cls, config: RunConfig, device: torch.device) -> "FitConfig":
+        """The student's optimisation, as the run's config says."""
+        return cls(config.epochs, config.batch_size, config.lr, config.weight_decay, config.schedule,
+                   config.cosine_epochs, config.eta_min, config.patience, config.views, config.precision,
+                   config.seed, device, config.compile, config.eval_batch_size)
 
 
 @dataclass
@@ -70,19 +74,18 @@ def fit(model: nn.Module, splits: Splits, step_loss: StepLoss, cfg: FitConfig, *
         teachers: TeacherLogits | None = None, checkpoint: Path | None = None, desc: str = "train") -> FitResult:
     """Train `model` on splits.train; returns the per-epoch history. Resumes from `checkpoint` if present.
 
-    `teachers` supplies teacher logits for each augmented batch (cache or online); the loop does not care
-    which, and records their cumulative forward passes in the history.
+    `teachers` supplies teacher logits for each batch (cache or online); the loop does not care which, and
+    records their cumulative forward passes in the history.
     """
     configure_threads()
-    device, cuda = cfg.device, cfg.device.type == "cuda"
+    device = cfg.device
     torch.manual_seed(cfg.seed)
-    model, optimizer, autocast = prepare_training(model, device, cfg.lr, cfg.weight_decay)
     if cfg.batch_size > len(splits.train):
         raise ValueError(f"batch_size={cfg.batch_size} exceeds the {len(splits.train)} training images; "
                          "use a smaller batch_size or a larger dataset")
-    # The last incomplete batch is dropped (the order is reshuffled each epoch): a batch of 1 breaks BatchNorm.
-    steps_per_epoch = len(splits.train) // cfg.batch_size
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg.schedule, cfg.epochs * steps_per_epoch))
+    model, optimizer, scaler = prepare_training(model, device, cfg.lr, cfg.weight_decay, cfg.precision)
+    scheduler = make_scheduler(optimizer, cfg.schedule, cfg.cosine_epochs, cfg.eta_min)
+    autocast, dtype = autocast_for(device, cfg.precision), compute_dtype(device, cfg.precision)
     generator = torch.Generator().manual_seed(cfg.seed)   # data order and views: CPU, reproducible anywhere
     history: list[dict[str, float]] = []
     seconds = 0.0
@@ -91,9 +94,10 @@ def fit(model: nn.Module, splits: Splits, step_loss: StepLoss, cfg: FitConfig, *
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
         generator.set_state(state["generator"].cpu())
         torch.set_rng_state(state["torch_rng"].cpu())
-        if cuda and "cuda_rng" in state:
+        if device.type == "cuda" and "cuda_rng" in state:
             torch.cuda.set_rng_state(state["cuda_rng"].cpu())
         history, seconds = state["history"], state["seconds"]
     passes_before = int(history[-1].get("teacher_passes", 0)) if history else 0
@@ -101,54 +105,64 @@ def fit(model: nn.Module, splits: Splits, step_loss: StepLoss, cfg: FitConfig, *
     forward = torch.compile(model) if cfg.compile else model
     train = splits.train.to(device)
     val, test = splits.val.to(device), splits.test.to(device)
-    bar = tqdm(range(len(history), cfg.epochs), desc=desc, initial=len(history), total=cfg.epochs,
-               disable=None, leave=False)
-    for epoch in bar:
+    # The last incomplete batch is dropped (the order is reshuffled each epoch): a batch of 1 breaks BatchNorm.
+    seen = len(train) // cfg.batch_size * cfg.batch_size
+    progress = Progress(desc, cfg.epochs, len(history))
+    while len(history) < cfg.epochs and not _patience_spent(history, cfg.patience):
         start = time.perf_counter()
         model.train()
-        order = torch.randperm(len(train), generator=generator)
-        views = random_views(len(train), generator) if cfg.augment == "crop_flip" else identity_views(len(train))
-        seen = steps_per_epoch * cfg.batch_size
-        sums = train_epoch(forward, optimizer, scheduler, step_loss, train, order[:seen].to(device),
-                           views[:seen].to(device), cfg.batch_size, teachers=teachers, autocast=autocast)
-        record = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"]}
+        order = torch.randperm(len(train), generator=generator)[:seen]
+        view_ids = random_views(len(train), cfg.views, generator)[:seen]
+        lr = optimizer.param_groups[0]["lr"]
+        sums = train_epoch(forward, optimizer, step_loss, train, order.to(device), view_ids.to(device), cfg,
+                           teachers=teachers, autocast=autocast, scaler=scaler, dtype=dtype)
+        scheduler.step()                                                   # per epoch, as Lightning does
+        record = {"epoch": len(history) + 1, "lr": lr}
         record.update(_flatten({k: v / seen for k, v in sums.items()}))   # one host sync per epoch
-        record["val_acc"] = evaluate(forward, val, cfg.eval_batch_size, autocast)
-        record["test_acc"] = evaluate(forward, test, cfg.eval_batch_size, autocast)
+        record["val_acc"] = evaluate(forward, val, cfg.views, cfg.eval_batch_size, autocast, dtype)
+        record["test_acc"] = evaluate(forward, test, cfg.views, cfg.eval_batch_size, autocast, dtype)
         seconds += time.perf_counter() - start
         record["seconds"] = seconds
         if teachers is not None:
             record["teacher_passes"] = passes_before + teachers.forward_passes
         history.append(record)
-        bar.set_postfix(loss=f"{record['loss']:.3f}", val=f"{record['val_acc']:.1f}")
+        progress.update(record)
         if checkpoint is not None:
             files.torch_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                              "scheduler": scheduler.state_dict(), "generator": generator.get_state(),
-                              "torch_rng": torch.get_rng_state(),
-                              **({"cuda_rng": torch.cuda.get_rng_state()} if cuda else {}),
+                              "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
+                              "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
+                              **({"cuda_rng": torch.cuda.get_rng_state()} if device.type == "cuda" else {}),
                               "history": history, "seconds": seconds}, checkpoint)
-    bar.close()
+    progress.close()
     return FitResult(history, model, seconds)
 
 
-def prepare_training(model: nn.Module, device: torch.device, lr: float,
-                     weight_decay: float) -> tuple[nn.Module, torch.optim.Optimizer, AbstractContextManager]:
-    """The model on `device`, its AdamW and the forward's autocast: channels_last, fused AdamW and bf16 on CUDA."""
-    cuda = device.type == "cuda"
-    if cuda:
-        model = model.to(device, memory_format=torch.channels_last)
+def prepare_training(model: nn.Module, device: torch.device, lr: float, weight_decay: float, precision: str
+                     ) -> tuple[nn.Module, torch.optim.Optimizer, torch.amp.GradScaler]:
+    """The model on `device` in its dtype, its AdamW and grad scaler: channels_last and fused AdamW on CUDA."""
+    model = model.to(device, dtype=compute_dtype(device, precision))
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
         model.channels_last = True
-    else:
-        model = model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay,
-                                  **({"fused": True} if cuda else {}))
-    return model, optimizer, torch.autocast("cuda", dtype=torch.bfloat16) if cuda else nullcontext()
+                                  **({"fused": True} if device.type == "cuda" else {}))
+    # fp16 autocast needs loss scaling (the authors' precision=16); a disabled scaler is a no-op elsewhere
+    scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda" and precision == "fp16")
+    return model, optimizer, scaler
 
 
-def train_epoch(forward: Callable[[Tensor], Tensor], optimizer: torch.optim.Optimizer,
-                scheduler: torch.optim.lr_scheduler.LRScheduler, step_loss: StepLoss, train: Split,
-                order: Tensor, views: Tensor, batch_size: int, *, teachers: TeacherLogits | None = None,
-                autocast: AbstractContextManager | None = None) -> dict[str, Tensor]:
+def make_scheduler(optimizer: torch.optim.Optimizer, schedule: str, cosine_epochs: int, eta_min: float
+                   ) -> torch.optim.lr_scheduler.LRScheduler:
+    """CosineAnnealingLR(T_max, eta_min) stepped once per epoch (the authors' recipe), or a constant lr."""
+    if schedule == "constant":
+        return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
+    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cosine_epochs, eta_min=eta_min)
+
+
+def train_epoch(forward: Callable[[Tensor], Tensor], optimizer: torch.optim.Optimizer, step_loss: StepLoss,
+                train: Split, order: Tensor, view_ids: Tensor, cfg: FitConfig, *,
+                teachers: TeacherLogits | None = None, autocast: AbstractContextManager | None = None,
+                scaler: torch.amp.GradScaler | None = None, dtype: torch.dtype = torch.float32) -> dict[str, Tensor]:
     """One optimisation step per full batch of `order` (device indices into `train`, with their view ids).
 
     Returns the running sums of loss, train accuracy and diagnostics, still on the device: no host sync.
@@ -156,17 +170,22 @@ def train_epoch(forward: Callable[[Tensor], Tensor], optimizer: torch.optim.Opti
     """
     autocast = autocast if autocast is not None else nullcontext()
     sums: dict[str, Tensor] = {}
-    for first in range(0, len(order) // batch_size * batch_size, batch_size):
-        indices, view_ids = order[first:first + batch_size], views[first:first + batch_size]
-        images, labels = apply_views(train.images[indices], view_ids), train.labels[indices]
+    b = cfg.batch_size
+    for first in range(0, len(order) // b * b, b):
+        indices, views = order[first:first + b], view_ids[first:first + b]
+        images, labels = apply_views(train.images[indices], views, cfg.views, dtype), train.labels[indices]
         with autocast:
             logits = forward(images)
-        teacher_logits = teachers(indices, view_ids, images) if teachers is not None else None
-        loss, diagnostics = step_loss(logits.float(), teacher_logits, labels)
+        teacher_logits = teachers(indices, views, images).to(dtype) if teachers is not None else None
+        loss, diagnostics = step_loss(logits.to(dtype), teacher_logits, labels)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
+        if scaler is not None and scaler.is_enabled():
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
         n = len(labels)
         _accumulate(sums, "loss", loss.detach() * n)
         _accumulate(sums, "train_acc", (logits.argmax(1) == labels).sum() * 100.0)
@@ -176,16 +195,16 @@ def train_epoch(forward: Callable[[Tensor], Tensor], optimizer: torch.optim.Opti
 
 
 @torch.no_grad()
-def evaluate(model: Callable[[Tensor], Tensor], split: Split, batch_size: int = 1024,
-             autocast=None) -> float:
-    """Top-1 accuracy in percent, un-augmented images."""
+def evaluate(model: Callable[[Tensor], Tensor], split: Split, views: Views, batch_size: int = 1024,
+             autocast: AbstractContextManager | None = None, dtype: torch.dtype = torch.float32) -> float:
+    """Top-1 accuracy in percent on the evaluation view (resize, centre crop)."""
     was_training = getattr(model, "training", False)
     if isinstance(model, nn.Module):
         model.eval()
     correct = torch.zeros((), dtype=torch.long, device=split.labels.device)
     for first in range(0, len(split), batch_size):
         with autocast or nullcontext():
-            logits = model(split.images[first:first + batch_size])
+            logits = model(eval_images(split.images[first:first + batch_size], views, dtype))
         correct += (logits.argmax(1) == split.labels[first:first + batch_size]).sum()
     if was_training and isinstance(model, nn.Module):
         model.train()
@@ -201,12 +220,29 @@ def summarize(history: list[dict[str, float]]) -> dict[str, float]:
             "train_seconds": history[-1]["seconds"]}
 
 
-def student_loss(method: str, options: dict) -> StepLoss:
-    """The registered loss of `method`, with its keyword options taken from `options` (RunConfig fields)."""
-    fn = LOSSES[method]
-    keywords = [p.name for p in inspect.signature(fn).parameters.values() if p.kind is p.KEYWORD_ONLY]
-    kwargs = {name: options[name] for name in keywords}
-    return lambda logits, teacher_logits, labels: fn(logits, teacher_logits, labels, **kwargs)
+class Progress:
+    """A tqdm bar on a terminal; otherwise one line per epoch on stderr (logs, papermill kernels):
+    `<desc> epoch 3/100 val 54.3% test 53.9% lr 0.0098 eta 3m10s`."""
+
+    def __init__(self, desc: str, epochs: int, done: int):
+        self.desc, self.epochs, self.start_epoch = desc, epochs, done
+        self.started = time.perf_counter()
+        self.bar = tqdm(total=epochs, initial=done, desc=desc, leave=False) if sys.stderr.isatty() else None
+
+    def update(self, record: dict[str, float]) -> None:
+        done = record["epoch"] - self.start_epoch
+        eta = (time.perf_counter() - self.started) / done * (self.epochs - record["epoch"])
+        if self.bar is not None:
+            self.bar.set_postfix(val=f"{record['val_acc']:.1f}", lr=f"{record['lr']:.2g}")
+            self.bar.update(1)
+            return
+        print(f"{self.desc} epoch {record['epoch']}/{self.epochs} val {record['val_acc']:.1f}% "
+              f"test {record['test_acc']:.1f}% lr {record['lr']:.2g} eta {_minutes(eta)}", file=sys.stderr,
+              flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def configure_threads() -> None:
@@ -214,10 +250,17 @@ def configure_threads() -> None:
         torch.set_num_threads(int(threads))
 
 
-def _lr_lambda(schedule: str, total_steps: int) -> Callable[[int], float]:
-    if schedule == "constant":
-        return lambda step: 1.0
-    return lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps))
+def _patience_spent(history: list[dict[str, float]], patience: int) -> bool:
+    """EarlyStopping(monitor=val_acc, patience): stop once `patience` epochs have not beaten the best."""
+    if patience == 0 or not history:
+        return False
+    best = max(range(len(history)), key=lambda i: (history[i]["val_acc"], -i))
+    return len(history) - 1 - best >= patience
+
+
+def _minutes(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
 def _accumulate(sums: dict[str, Tensor], key: str, value: Tensor) -> None:
@@ -228,9 +271,10 @@ def _flatten(values: dict[str, Tensor]) -> dict[str, float]:
     """{'teacher_weights': tensor([a, b])} -> {'teacher_weights.0': a, 'teacher_weights.1': b}."""
     flat: dict[str, float] = {}
     for key, value in values.items():
-        value = value.float().cpu()
+        value = value.double().cpu()
         if value.dim() == 0:
             flat[key] = value.item()
         else:
             flat.update({f"{key}.{i}": v for i, v in enumerate(value.tolist())})
     return flat
+

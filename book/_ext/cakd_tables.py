@@ -1,21 +1,22 @@
 """Sphinx directives rendered from cakd at build time, so the book cannot drift from the code or its results.
+Every table goes through cakd.tables.render_table, the renderer of Table 1.
 
-``{cakd-table} NAME``: the option / choice / profile tables (one source: cakd.config, cakd.report).
-``{cakd-bench}``: the newest benchmark file (results/paper/bench.json, else results/smoke/bench.json).
+``{cakd-table} NAME``: a reproduction-notes table (cakd.report.BOOK_TABLES: options, choices, profiles, ...).
+``{cakd-bench} measured|estimate``: the newest benchmark file's timings, or the whole-Table-1 estimate made
+from them (cakd.costs); the paper profile's file when there is one, else consistent's, else smoke's.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import json
+from pathlib import Path
 
 from docutils import nodes
 from docutils.statemachine import StringList
 from sphinx.util.docutils import SphinxDirective
 
-from cakd import bench, config, paths, report
+from cakd import config, costs, paths, report, tables
 
-TABLES = {"options": report.options_table, "choices": report.choices_table, "profiles": report.profiles_table}
+BENCH_PARTS = ("measured", "estimate")
 
 
 class CakdTable(SphinxDirective):
@@ -23,45 +24,55 @@ class CakdTable(SphinxDirective):
 
     def run(self) -> list[nodes.Node]:
         name = self.arguments[0]
-        if name not in TABLES:
-            raise self.error(f"cakd-table {name!r} is unknown; tables are {sorted(TABLES)}")
-        for module in (config, report):               # rebuild the page when the source of the table changes
+        if name not in report.BOOK_TABLES:
+            raise self.error(f"cakd-table {name!r} is unknown; tables are {sorted(report.BOOK_TABLES)}")
+        for module in (config, report, tables):       # rebuild the page when the source of the table changes
             self.env.note_dependency(str(Path(module.__file__).resolve()))
-        frame = TABLES[name]().reset_index()
-        table = nodes.table(classes=["cakd-table"])
-        group = nodes.tgroup(cols=len(frame.columns))
-        table += group
-        group.extend(nodes.colspec(colwidth=1) for _ in frame.columns)
-        group += nodes.thead("", _row(frame.columns, literal_first=False))
-        group += nodes.tbody("", *(_row(values, literal_first=True) for values in frame.itertuples(index=False)))
-        return [table]
+        return [nodes.raw("", report.book_table(name).html, format="html")]
 
 
 class CakdBench(SphinxDirective):
+    required_arguments = 1
+
     def run(self) -> list[nodes.Node]:
-        for profile in ("paper", "smoke"):
-            path = paths.results_home() / profile / "bench.json"
-            if path.is_file():
-                self.env.note_dependency(str(path))
-                text = bench.format_markdown(json.loads(path.read_text()))
-                break
-        else:
-            text = "*No benchmark yet: run `python -m cakd bench --profile smoke` (or `--profile paper --device cuda`).*"
+        part = self.arguments[0]
+        if part not in BENCH_PARTS:
+            raise self.error(f"cakd-bench {part!r} is unknown; parts are {list(BENCH_PARTS)}")
+        for module in (costs, tables):
+            self.env.note_dependency(str(Path(module.__file__).resolve()))
+        path = newest_bench()
+        if path is None:
+            return self._markdown("*No benchmark file yet: run `python -m cakd bench --profile smoke` (CPU) or "
+                                  "`python -m cakd bench --profile paper --device cuda`, then rebuild the book.*")
+        self.env.note_dependency(str(path))
+        record = json.loads(path.read_text())
+        if part == "measured":
+            return [nodes.raw("", t.html, format="html") for t in costs.measured_tables(record)]
+        table = costs.estimate_table(record)
+        if table is None:
+            return self._markdown(
+                f"*No estimate: the newest benchmark file, `{path.relative_to(paths.results_home())}`, timed the "
+                f"`{record['profile']}` profile's stand-in models, and hours derived from them would mean nothing. "
+                "Benchmark `--profile paper --device cuda` on a GPU for an estimate.*")
+        return [nodes.raw("", table.html, format="html")]
+
+    def _markdown(self, text: str) -> list[nodes.Node]:
         container = nodes.container()
-        self.state.nested_parse(StringList(text.splitlines(), source="bench.json"), 0, container)
+        self.state.nested_parse(StringList(text.splitlines(), source="cakd-bench"), 0, container)
         return container.children
 
 
-def _row(values, literal_first: bool) -> nodes.row:
-    row = nodes.row()
-    for i, value in enumerate(values):
-        text = str(value)
-        content = nodes.literal(text=text) if (literal_first and i == 0) else nodes.Text(text)
-        row += nodes.entry("", nodes.paragraph("", "", content))
-    return row
+def newest_bench() -> Path | None:
+    """results/<profile>/bench.json of the first profile that has one: paper, then the others."""
+    names = report.profile_names()
+    for profile in sorted(names, key=lambda p: (p != "paper", not report.profile_note(p).comparable, p)):
+        path = paths.results_home() / profile / "bench.json"
+        if path.is_file():
+            return path
+    return None
 
 
 def setup(app):
     app.add_directive("cakd-table", CakdTable)
     app.add_directive("cakd-bench", CakdBench)
-    return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
+    return {"version": "2", "parallel_read_safe": True, "parallel_write_safe": True}

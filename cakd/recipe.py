@@ -1,0 +1,96 @@
+"""A run's resolved recipe in words, and fixed-batch probes: numbers that pin its mathematics on any machine.
+
+`describe(config)` lists, line by line, what a run does (student, input size, transforms, teachers and their
+inputs, optimizer, schedule, epochs, early stopping, split): `python -m cakd config` prints it and the
+notebooks show it. The probes are deterministic by construction (closed-form float64 inputs, no training), so
+the golden notebooks can compare them exactly on any CPU: the loss and diagnostics of the run's method on a
+fixed batch, and the learning rate the run will use in each epoch.
+"""
+from __future__ import annotations
+
+import torch
+
+from . import train
+from .config import RunConfig
+from .models import STUDENT_PIPELINE, TEACHERS, count_parameters, create_student, create_teacher
+
+PROBE_BATCH, PROBE_CLASSES = 6, 5
+
+
+def describe(config: RunConfig) -> str:
+    """What the run does, one fact a line, as the book and AUTHORS_RECIPE.md list them."""
+    c = config
+    teachers = [f"  {name} ({TEACHERS[name].label}, {TEACHERS[name].pipeline_for(c.model_scale).describe()}; "
+                f"weights: {c.teacher_weights})" for name in c.teachers]
+    cosine = (f"CosineAnnealingLR(T_max={c.cosine_epochs}, eta_min={c.eta_min:g}) stepped per epoch"
+              if c.schedule == "cosine" else "constant")
+    lines = [
+        f"run {c.run_id}: method {c.method}, profile {c.profile}, seed {c.seed}",
+        f"data: {c.dataset}" + (f" ({c.synthetic_size} generated images)" if c.dataset == "synthetic" else ""),
+        "split: StratifiedShuffleSplit(n_splits=1, random_state=42) of the training images into train and "
+        + ("val, test_size=5000 (45,000 / 5,000); test: the official 10,000" if c.dataset == "cifar100"
+           else "val (a tenth held out); test: the dataset's test part"),
+        f"student: {c.student} ({c.model_scale}), from scratch, input {c.crop}x{c.crop}",
+        f"student transforms: {c.views.describe()}; then {STUDENT_PIPELINE.describe()}",
+        f"teachers ({c.teacher_input} input, {c.teacher_mode}):" if c.teachers else "teachers: none",
+        *teachers,
+        f"optimizer: AdamW(lr={c.lr:g}, weight_decay={c.weight_decay:g}), batch {c.batch_size}",
+        f"schedule: {cosine}",
+        f"epochs: at most {c.epochs}; early stopping: " + (f"patience {c.patience} on validation accuracy"
+                                                          if c.patience else "off"),
+        "reported: test accuracy at the epoch of best validation accuracy",
+        f"precision: {c.precision}",
+        "loss options: " + (", ".join(f"{k}={v!r}" for k, v in c.loss_options().items()) or "none"),
+    ]
+    return "\n".join(lines)
+
+
+def parameter_counts(config: RunConfig, num_classes: int = 100) -> dict[str, int]:
+    """Parameters of the student and of each teacher of the run, as built (no weights needed)."""
+    counts = {f"student {config.student}": count_parameters(create_student(config.student, num_classes,
+                                                                           config.model_scale))}
+    for name in config.teachers:
+        counts[f"teacher {name}"] = count_parameters(create_teacher(name, num_classes, config.model_scale))
+    return counts
+
+
+def loss_probe(config: RunConfig) -> dict[str, float]:
+    """The run's loss and diagnostics on a fixed float64 batch (B=6, C=5), rounded to 8 significant digits."""
+    i = torch.arange(PROBE_BATCH, dtype=torch.float64)[:, None]
+    c = torch.arange(PROBE_CLASSES, dtype=torch.float64)[None, :]
+    student = 2 * torch.sin(1.3 * i + 0.7 * c)
+    k = max(1, len(config.teachers))
+    teachers = torch.stack([3 * torch.cos(0.9 * (j + 1) * i + 0.4 * c + j) for j in range(k)])   # [K, B, C]
+    labels = torch.arange(PROBE_BATCH) % PROBE_CLASSES
+    if config.loss.teachers == "none":
+        teachers = None
+    elif config.loss.teachers == "one":
+        teachers = teachers[0]
+    loss, diagnostics = config.loss.fn(student, teachers, labels, **config.loss_options())
+    values = {"loss": loss}
+    for key, value in diagnostics.items():
+        values.update({key: value} if value.dim() == 0 else {f"{key}.{j}": v for j, v in enumerate(value)})
+    return {key: float(f"{float(value):.8g}") for key, value in values.items()}
+
+
+def lr_schedule(config: RunConfig) -> list[float]:
+    """The learning rate of each epoch, from the same scheduler `fit` steps (8 significant digits)."""
+    optimizer = torch.optim.AdamW([torch.zeros(1, requires_grad=True)], lr=config.lr)
+    scheduler = train.make_scheduler(optimizer, config.schedule, config.cosine_epochs, config.eta_min)
+    rates = []
+    for _ in range(config.epochs):
+        rates.append(float(f"{optimizer.param_groups[0]['lr']:.8g}"))
+        optimizer.step()
+        scheduler.step()
+    return rates
+
+
+def teacher_architectures(config: RunConfig, names: list[str]) -> "pd.DataFrame":
+    """Each teacher of `names` as the profile builds it: family, input pipeline, parameter count."""
+    import pandas as pd
+
+    return pd.DataFrame.from_records(
+        [{"teacher": name, "family": TEACHERS[name].label,
+          "input pipeline": TEACHERS[name].pipeline_for(config.model_scale).describe(),
+          "parameters": f"{count_parameters(create_teacher(name, 100, config.model_scale)):,}"} for name in names],
+        index="teacher")

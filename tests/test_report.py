@@ -1,0 +1,196 @@
+"""Table 1, the conclusions check, the figures and the cost model, on hand-made registries (nothing trains)."""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from cakd import costs, files, manifest, paths, plots, report
+from cakd.conclusions import CONCLUSIONS, Conclusion, check_conclusions, conclusions_table, judge, judge_pair
+from cakd.runs import find_run, run_folder
+from cakd.tables import render_table
+
+
+def write_run(row_id: str, profile: str, seed: int, accuracy: float, epochs: int = 3) -> None:
+    """A finished run in the registry as load_or_train leaves it: config.json, history.csv, metrics.json."""
+    config = manifest.get_row(row_id).config(profile, seed)
+    folder = run_folder(config)
+    history = "epoch,val_acc,test_acc\n" + "".join(f"{e},{accuracy - epochs + e},{accuracy - epochs + e}\n"
+                                                   for e in range(1, epochs + 1))
+    files.write_json(folder / "config.json", config.to_dict())
+    files.write_text(folder / "history.csv", history)
+    files.write_json(folder / "metrics.json", {"test_acc": accuracy, "best_val_acc": accuracy, "best_epoch": epochs,
+                                               "last_test_acc": accuracy})
+
+
+def test_written_runs_are_found_by_the_registry():
+    write_run("baseline", "smoke", 0, 50.0)
+    assert find_run(manifest.get_row("baseline").config("smoke", 0)).accuracy == 50.0
+
+
+def test_results_table_averages_the_seeds_found_and_counts_them():
+    write_run("baseline", "paper", 0, 66.0)
+    write_run("baseline", "paper", 1, 68.0)
+    write_run("kd_vit", "paper", 0, 70.0)
+    table = report.results_table("paper").set_index("id")
+    # baseline: mean (66 + 68) / 2 = 67, sample sd sqrt(((-1)^2 + 1^2) / 1) = sqrt(2); report 66.29
+    assert table.loc["baseline", "n"] == 2
+    assert table.loc["baseline", "mean"] == pytest.approx(67.0)
+    assert table.loc["baseline", "std"] == pytest.approx(math.sqrt(2))
+    assert table.loc["baseline", "difference"] == pytest.approx(67.0 - 66.29)
+    assert table.loc["baseline", "authors"] == pytest.approx(69.84)
+    assert table.loc["kd_vit", "n"] == 1 and math.isnan(table.loc["kd_vit", "std"])
+    assert table.loc["m1_drv", "n"] == 0 and math.isnan(table.loc["m1_drv", "mean"])
+    assert list(table.index) == [row.id for row in manifest.ROWS]
+
+
+def test_results_table_with_seeds_reads_only_seeds_below_it():
+    write_run("baseline", "paper", 0, 66.0)
+    write_run("baseline", "paper", 3, 80.0)
+    assert report.results_table("paper", seeds=1).set_index("id").loc["baseline", "n"] == 1
+    assert report.results_table("paper").set_index("id").loc["baseline", "mean"] == pytest.approx(73.0)
+
+
+def test_smoke_table_has_no_difference_and_says_why():
+    write_run("baseline", "smoke", 0, 50.0)
+    table = report.results_table("smoke")
+    assert table["difference"].isna().all()
+    html = report.table1("smoke", table=table).html
+    assert "Difference not computed for the &#x27;smoke&#x27; profile" in html
+
+
+def test_table1_html_has_grouped_headers_signed_differences_and_no_index():
+    write_run("baseline", "paper", 0, 67.5)
+    html = report.table1("paper").html
+    assert '<th colspan="2" class="group">Reference</th>' in html
+    assert '<th colspan="3" class="group">Ours</th>' in html
+    assert '<td class="num">+1.21</td>' in html            # 67.50 - 66.29, signed
+    assert "<th></th>" not in html and "Profile &#x27;paper&#x27;" in html
+    assert "Jeen-Freecs/kd_thesis" in html                  # the authors' re-run names its source
+
+
+def test_seeds_summary_names_the_rows_and_the_command_that_adds_seeds():
+    write_run("baseline", "smoke", 0, 50.0)
+    text = report.seeds_summary(report.results_table("smoke"), "smoke")
+    assert "1 seed: 1 row (`baseline`)" in text
+    assert "`python -m cakd reproduce --profile smoke --seeds N`" in text
+
+
+@pytest.mark.parametrize("bad", ["nope", None, ["paper"]])
+def test_unknown_profile_is_a_value_error_naming_the_profiles(bad):
+    with pytest.raises(ValueError, match=r"profile=.* is not one of \[.*'paper'"):
+        report.results_table(bad)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "3"])
+def test_bad_seeds_is_a_value_error(bad):
+    with pytest.raises(ValueError, match="seeds="):
+        report.results_table("smoke", seeds=bad)
+
+
+def test_every_profile_has_a_note():
+    for profile in report.profile_names():
+        assert report.profile_note(profile).summary
+    assert not report.PROFILE_NOTES["paper"].banner and report.PROFILE_NOTES["smoke"].banner
+
+
+# ----------------------------------------------------------------------------- conclusions
+
+def test_judge_pair_supported_contradicted_within_spread_and_not_enough():
+    # [75, 77] vs [70, 72]: difference 5; each variance 2, so SE = sqrt(2/2 + 2/2) = 1.414 and 2 SE = 2.83 < 5
+    diff, spread, verdict = judge_pair([75, 77], [70, 72])
+    assert (diff, verdict) == (pytest.approx(5.0), "supported") and spread == pytest.approx(2 * math.sqrt(2))
+    assert judge_pair([70, 72], [75, 77])[2] == "contradicted"
+    assert judge_pair([74, 76], [73, 77])[2] == "within spread"     # difference 0
+    diff, spread, verdict = judge_pair([75], [70, 72])
+    assert verdict == "not enough runs" and diff == pytest.approx(4.0) and math.isnan(spread)
+
+
+def test_judge_a_contradicting_pair_decides_and_is_shown():
+    claim = Conclusion("a beats b and c", (("kd_vit", "baseline"), ("kd_vit", "kd_resnet50")))
+    table = judge({"kd_vit": [75, 77], "baseline": [60, 62], "kd_resnet50": [80, 82]}, [claim])
+    assert table.loc[0, "verdict"] == "contradicted"
+    assert table.loc[0, "compared"].startswith("kd_vit > kd_resnet50")
+    assert table.loc[0, "ours"] == pytest.approx(-5.0)
+    assert table.loc[0, "report"] == pytest.approx(74.00 - 73.75)
+
+
+def test_judge_all_pairs_supported_is_supported():
+    claim = Conclusion("a beats b and c", (("kd_vit", "baseline"), ("kd_vit", "kd_resnet50")))
+    table = judge({"kd_vit": [75, 77], "baseline": [60, 62], "kd_resnet50": [70, 72]}, [claim])
+    assert table.loc[0, "verdict"] == "supported"
+    assert table.loc[0, "compared"].startswith("kd_vit > kd_resnet50")   # the smaller margin is shown
+
+
+def test_check_conclusions_reads_the_registry():
+    for seed, (m1, m2) in enumerate([(75.0, 70.0), (77.0, 72.0)]):
+        write_run("m1_drv", "smoke", seed, m1)
+        write_run("m2_drv", "smoke", seed, m2)
+    table = check_conclusions("smoke").set_index("conclusion")
+    assert table.loc["Method 1 beats Method 2 (D, R, V)", "verdict"] == "supported"
+    assert table.loc["Method 1 beats Method 2 (D, R, V)", "seeds"] == "2 / 2"
+    assert table.loc["DenseNet-121 gives the best single-teacher student", "verdict"] == "not enough runs"
+    assert "not enough runs" in conclusions_table("smoke").html
+
+
+def test_conclusions_name_manifest_rows_only():
+    ids = {row.id for row in manifest.all_rows()}
+    for conclusion in CONCLUSIONS:
+        assert conclusion.pairs and all(a in ids and b in ids and a != b for a, b in conclusion.pairs), conclusion
+
+
+# ----------------------------------------------------------------------------- tables, figures, costs
+
+def test_render_table_aligns_numbers_escapes_text_and_checks_columns():
+    frame = pd.DataFrame({"name": ["<b>"], "value": [1.5], "missing": [float("nan")]})
+    html = render_table(frame, formats={"value": "{:.1f}"}, na_rep="n/a").html
+    assert "<td>&lt;b&gt;</td>" in html and '<td class="num">1.5</td>' in html and '<td class="num">n/a</td>' in html
+    with pytest.raises(ValueError, match=r"column\(s\) \['nope'\] are not in the table"):
+        render_table(frame, formats={"nope": "{}"})
+
+
+def test_figures_are_saved_name_missing_runs_and_label_the_profile():
+    write_run("m3_dr_t8", "smoke", 0, 60.0)
+    plot = plots.figure4("smoke")
+    assert plot.png.parent == paths.figures_dir("smoke") and plot.png.exists()
+    svg = plot.svg.read_text()
+    assert "not run yet" in svg and "m3_dr_t4" in svg and "m3_dr_t8" not in svg.split("not run yet")[1]
+    assert "smoke profile" in svg and "tau 1 (ours)" not in svg     # tau 1 did not run: in the note, not the legend
+
+
+def test_paper_figures_carry_no_profile_label_and_draw_ours_labelled():
+    for row_id in ("m3_dr_t1", "m3_dr_t8"):
+        write_run(row_id, "paper", 0, 70.0)
+    svg = plots.figure4("paper").svg.read_text()
+    assert "tau 1 (ours)" in svg and "tau 8" in svg and "profile:" not in svg
+    assert plots.figure2("paper").png.exists() and plots.figure3("paper").png.exists()
+
+
+def _record(profile: str, device: str = "cuda") -> dict:
+    teachers = sorted({t for row in manifest.all_rows() for t in row.params.get("teachers", [])})
+    return {"profile": profile, "device": device, "machine": {"device_name": "GPU X", "torch": "2", "threads": 1},
+            "settings": {"batch_size": 8, "repeats": 1, "steps": 1}, "created": "today", "memory_method": "m",
+            "pipelines": {n: {"label": n, "images_per_s": 45_000.0, "teacher_passes_per_image": 0,
+                              "peak_memory_mb": 1.0} for n in ("plain", "kd_cached", "kd_online", "naive")},
+            "ratios": {"kd_cached/plain": 1.0}, "targets": {"kd_cached/plain": {"target": 0.9, "met": True}},
+            "student_eval": {"images_per_s": 15_000.0},
+            "teacher_forward": {t: {"images_per_s": 1_000.0} for t in teachers}}
+
+
+def test_estimate_table1_adds_runs_and_caches():
+    rates = _record("smoke")
+    e = costs.estimate_table1({n: p["images_per_s"] for n, p in rates["pipelines"].items()},
+                              {n: t["images_per_s"] for n, t in rates["teacher_forward"].items()}, 15_000.0, "smoke")
+    # each run: epochs x 45,000 / 45,000 + epochs x 15,000 / 15,000 = 2 x epochs seconds
+    assert e["student_total_s"] == pytest.approx(sum(2 * r.config("smoke").epochs for r in manifest.all_rows()))
+    # each teacher: (45,000 x 162 views + 15,000) / 1,000 images/s
+    assert e["cache_build_total_s"] == pytest.approx(len(e["cache_build_s"]) * (45_000 * 162 + 15_000) / 1_000)
+    assert e["total_s"] == pytest.approx(e["student_total_s"] + e["cache_build_total_s"])
+
+
+def test_no_estimate_from_a_stand_in_benchmark():
+    assert costs.estimate_basis(_record("smoke")) is None and costs.estimate_table(_record("smoke")) is None
+    assert "CPU" in costs.estimate_basis(_record("paper", device="cpu"))
+    assert "Estimated" in costs.estimate_table(_record("paper")).html
+    assert all("Measured" in t.html for t in costs.measured_tables(_record("smoke")))
