@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PROFILE ?= smoke
 export CAKD_THREADS ?= 2
 
-.PHONY: install reproduce test bench goldens clean
+.PHONY: install reproduce test test-fast bench goldens notebooks clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,11 +22,17 @@ reproduce: install
 test: install
 	$(PY) -m pytest
 
+test-fast: install
+	$(PY) -m pytest -m "not slow and not notebook"
+
 bench: install
 	$(PY) -m cakd bench --profile $(PROFILE)
 
 goldens: install
 	$(PY) -m cakd goldens
+
+notebooks: install
+	$(PY) -m cakd notebooks
 
 clean:
 	rm -rf _build book/runs results

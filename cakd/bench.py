@@ -1,9 +1,12 @@
-"""Benchmark: the optimized training pipeline against a naive one, and what KD costs (DESIGN sections 3, 5, 6).
+"""Benchmark (issue 15): what users compare with, per profile, timed in one process on the same models and shapes.
 
-Four pipelines on the same models and image shapes, timed in one process: (1) the plain student, (2) KD from
-the teacher-logit cache and (3) KD with live teachers, all three through `train.train_epoch` (uint8 data on the
-device, batched augmentation, fused AdamW, bf16 + channels_last on CUDA); (4) what typical KD code does: a
-DataLoader of PIL images with torchvision transforms on the host, fp32, teachers every step, `.item()` every step.
+Ours: uint8 data on the device, batched resize/crop/flip, cached teacher logits, bf16 + channels_last and the
+training step as one CUDA graph (`train.train_epoch`). Against it: the plain student step (what KD costs), the
+same KD step run eagerly (what the graph saves), and, by profile, the authors' pipeline (teachers on the clean
+image: a DataLoader of PIL images with their transforms, fp16 + GradScaler, every teacher online on its own
+transform every step, `.item()` every step) or online teachers on the student's view (consistent profile).
+Repeats are interleaved, so background load hits every pipeline alike; images/s is the median. The whole-Table-1
+cost model built on these numbers is `cakd.costs`.
 """
 from __future__ import annotations
 
@@ -21,147 +24,134 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import files, paths
-from .cache import CACHE_DTYPE, CachedTeachers, OnlineTeachers, TeacherLogitCache
-from .config import CIFAR100_MEAN, CIFAR100_STD, PROFILE_DEFAULTS, SPLIT_FRACTIONS, profile_config
-from .data import NUM_VIEWS, Split, apply_views, random_views
-from .manifest import D, R, V, all_rows
-from .models import create_student, create_teacher
-from .train import StepLoss, configure_threads, evaluate, prepare_training, resolve_device, student_loss, train_epoch
+from .config import RunConfig, profile_config
+from .data import Split, apply_views, random_views
+from .graphed import graph_blocker
+from .manifest import D, R50, V, all_rows
+from .models import STUDENT_PIPELINE, InputPipeline, create_student, create_teacher
+from .runs import step_loss as run_step_loss
+from .teaching import (CACHE_DTYPE, CachedTeachers, OnlineTeachers, TeacherLogitCache, autocast_for, compute_dtype,
+                       teacher_forward)
+from .train import FitConfig, configure_threads, evaluate, prepare_training, resolve_device, train_epoch
 
-PIPELINES = {  # name -> what it is (the printed table's first column)
-    "plain": "(1) student alone, optimized",
-    "kd_cached": "(2) KD, 3 teachers, cached logits",
-    "kd_online": "(3) KD, 3 teachers online",
-    "naive": "(4) naive: DataLoader+PIL, fp32, 3 online, .item()",
+PIPELINES = {  # name -> what it is (the printed table's first column); each profile times some of them
+    "plain": "(1) student alone, no teacher",
+    "kd_cached": "(2) KD from cached teacher logits (ours)",
+    "kd_cached_eager": "(3) KD from cached teacher logits, eager step",
+    "kd_online": "(4) KD, teachers online on the student's view",
+    "authors": "(5) the authors': DataLoader + PIL, fp16 + GradScaler, teachers online, .item()",
 }
-KD_TEACHERS = (D, R, V)        # the Method 1-3 rows' teachers
+RATIOS = {"optimized/authors": ("kd_cached", "authors"), "KD/plain": ("kd_cached", "plain"),
+          "graphed/eager": ("kd_cached", "kd_cached_eager"), "cached/online": ("kd_cached", "kd_online")}
+TARGETS = {"KD/plain": 0.9, "optimized/authors": 5.0}   # issue 15's goals: reported, never asserted
+KD_TEACHERS = (D, R50, V)      # the Method 1-3 rows' teachers
 KD_METHOD = "adaptive_alpha"   # Method 3; the other multi-teacher losses cost the same few [K,B,C] ops
-TARGETS = {"kd_cached/plain": 0.9, "kd_cached/naive": 5.0}   # reported, never asserted
 NUM_CLASSES = 100
-TRAIN_IMAGES = 50_000 * SPLIT_FRACTIONS[0] // (SPLIT_FRACTIONS[0] + SPLIT_FRACTIONS[1])   # 45,000
-EVAL_IMAGES = 5_000 + 10_000   # val + test, evaluated every epoch
-
-
-@dataclass
-class Pipeline:
-    run: Callable[[int], Any]                      # run(steps): that many training steps
-    teacher_passes: Callable[[], int]              # teacher forward passes so far
-    forward: Callable[[Tensor], Tensor]            # the student (compiled or not)
-    autocast: Any = None
-    before_repeat: Callable[[], Any] = lambda: None   # untimed, before each timed repeat
 
 
 @dataclass(frozen=True)
 class BenchSettings:
-    batch_size: int           # images per training step (the profile's batch on CUDA; small for ViT-B on a CPU)
+    batch_size: int           # images per training step
     steps: int                # steps per timed repeat
-    warmup: int               # untimed steps first: allocator, cuDNN autotuning, torch.compile
-    repeats: int              # timed repeats; images/s is their median
-    train_images: int         # images in the data split and in each teacher's logit cache
-    teacher_batch_size: int   # batch of the teacher-throughput timing (the cache build's 2048 on CUDA)
+    warmup: int               # untimed steps first (allocator, cuDNN, the graph capture after 3 eager steps)
+    repeats: int              # timed repeats, interleaved across pipelines; images/s is their median
+    train_images: int         # images in the data and in each teacher-logit cache
+    loader_workers: int       # DataLoader worker processes of the authors' pipeline (their code: 2-4)
+    teacher_batch_size: int   # batch of the teacher forward timing (the cache build's 2048 on CUDA)
     eval_batch_size: int
-    naive_workers: int        # DataLoader worker processes of the naive pipeline (typical code: 2-4)
 
 
 _WORKERS = min(4, os.cpu_count() or 1)
+_CUDA = BenchSettings(128, 20, 5, 5, 45_000, _WORKERS, 2048, 1024)
 DEFAULTS: dict[tuple[str, str], BenchSettings] = {
-    ("smoke", "cpu"): BenchSettings(32, 5, 2, 9, 2048, 256, 1024, _WORKERS),
-    ("smoke", "cuda"): BenchSettings(128, 20, 5, 5, TRAIN_IMAGES, 2048, 1024, _WORKERS),
-    # ViT-B/16 at 224 on a CPU: a few images a second, so a batch of 8 and few steps
-    ("paper", "cpu"): BenchSettings(8, 2, 1, 3, 1024, 8, 256, _WORKERS),
-    ("paper", "cuda"): BenchSettings(128, 20, 5, 5, TRAIN_IMAGES, 2048, 1024, _WORKERS),
+    ("smoke", "cpu"): BenchSettings(32, 3, 1, 5, 1024, min(2, _WORKERS), 256, 256),
+    ("consistent", "cpu"): BenchSettings(32, 2, 1, 3, 1024, min(2, _WORKERS), 256, 256),
+    ("paper", "cpu"): BenchSettings(8, 2, 1, 3, 256, min(2, _WORKERS), 8, 64),   # ViT-B at 224: slow on a CPU
+    ("smoke", "cuda"): _CUDA, ("consistent", "cuda"): _CUDA, ("paper", "cuda"): _CUDA,
 }
 
 
-def run_benchmark(device: str = "cpu", profile: str = "smoke", repeats: int | None = None, out: Path | None = None,
-                  *, compile: bool = False, write: bool = True, **overrides: int) -> dict[str, Any]:
-    """Time the four pipelines and the teachers' forward passes; print a table, write JSON (+ markdown) to `out`.
+@dataclass
+class Pipeline:
+    run: Callable[[int], Any]                        # run(steps): that many training steps
+    teacher_passes: Callable[[], int] = lambda: 0    # teacher forward passes so far
+    graphed: bool = False
+    before_repeat: Callable[[], Any] = lambda: None  # untimed, before each timed repeat
 
-    `overrides` replace BenchSettings fields (batch_size, steps, warmup, train_images, ...). Returns the record
-    written to `out` (default results/<profile>/bench.json; bench.md beside it).
-    """
-    if out is not None and (Path(out).suffix != ".json" or Path(out).is_dir()):   # checked now, not after the timing
-        raise ValueError(f"out={str(out)!r} must be a .json file path such as results/bench.json "
-                         "(bench.md is written beside it)")
+
+def run_benchmark(device: str = "cpu", profile: str = "smoke", repeats: int | None = None, out: Path | None = None,
+                  *, compile: bool = False, write: bool = True, config: dict[str, Any] | None = None,
+                  **overrides: int) -> dict[str, Any]:
+    """Time the profile's pipelines, the teachers' forward pass and the student's evaluation; print a summary and
+    write the record as JSON to `out` (default results/<profile>/bench.json). `config` overrides RunConfig
+    options (e.g. model_scale='tiny'); `overrides` replace BenchSettings fields."""
+    if out is not None and (Path(out).suffix != ".json" or Path(out).is_dir()):   # checked now, not after timing
+        raise ValueError(f"out={str(out)!r} must be a .json file path such as results/bench.json")
     configure_threads()
     dev = resolve_device(device)
+    if dev.type == "cuda":
+        dev = torch.device("cuda", torch.cuda.current_device())
     s = bench_settings(profile, dev, repeats, **overrides)
-    config = profile_config(profile, method=KD_METHOD, teachers=KD_TEACHERS)
-    kd_loss, opt = student_loss(KD_METHOD, config.to_dict()), dict(lr=config.lr, weight_decay=config.weight_decay)
+    cfg = profile_config(profile, method=KD_METHOD, teachers=list(KD_TEACHERS), **(config or {}))
+    fit_cfg = dataclasses.replace(FitConfig.of(cfg, dev), batch_size=s.batch_size, compile=compile)
+    kd_loss, plain_loss = run_step_loss(cfg), run_step_loss(dataclasses.replace(cfg, method="baseline", teachers=()))
     torch.manual_seed(0)
     train = Split(torch.randint(0, 256, (s.train_images, 3, 32, 32), dtype=torch.uint8),
                   torch.randint(0, NUM_CLASSES, (s.train_images,)))
+    clean = cfg.teacher_input == "clean"
+    views = 1 if clean else cfg.views.count
+    caches: list[TeacherLogitCache] = []   # made by the first pipeline that reads them (its memory), then shared
 
-    def student() -> nn.Module:
-        torch.manual_seed(0)
-        return create_student(config.student, NUM_CLASSES, config.model_scale)
+    def cached() -> CachedTeachers:
+        if not caches:   # random fp16 logits: a lookup costs the same
+            shape = (s.train_images, *([views] if views > 1 else []), NUM_CLASSES)
+            caches.extend(TeacherLogitCache(Path("<in-memory>"), {
+                "train": torch.randn(shape, device=dev).to(CACHE_DTYPE), "val": torch.empty(0, NUM_CLASSES),
+                "test": torch.empty(0, NUM_CLASSES)}, {}) for _ in KD_TEACHERS)
+        return CachedTeachers(caches, list(KD_TEACHERS), dev)
 
-    def teachers() -> list[nn.Module]:
-        torch.manual_seed(0)
-        return [create_teacher(n, NUM_CLASSES, config.model_scale, pretrained=False).to(dev) for n in KD_TEACHERS]
+    def ours(loss, teachers=None, graph=True) -> Callable[[], Pipeline]:
+        return lambda: _ours(_student(cfg), train, loss, dataclasses.replace(fit_cfg, cuda_graph=graph), s,
+                             teachers() if teachers else None)
 
-    def plain() -> Pipeline:
-        return _library_pipeline(student(), train, student_loss("baseline", config.to_dict()), s, dev, compile, **opt)
-
-    def kd_cached() -> Pipeline:
-        caches = [TeacherLogitCache(Path("<in-memory>"), {   # random fp16 logits: a lookup costs the same
-            "train": torch.randn(s.train_images, NUM_VIEWS, NUM_CLASSES, dtype=CACHE_DTYPE, device=dev),
-            "val": torch.empty(0, NUM_CLASSES), "test": torch.empty(0, NUM_CLASSES)}, {}) for _ in KD_TEACHERS]
-        return _library_pipeline(student(), train, kd_loss, s, dev, compile,
-                                 teachers=CachedTeachers(caches, list(KD_TEACHERS)), **opt)
-
-    def kd_online() -> Pipeline:
-        online = OnlineTeachers(teachers(), list(KD_TEACHERS), _teacher_autocast(dev))
-        return _library_pipeline(student(), train, kd_loss, s, dev, compile, teachers=online, **opt)
-
-    def naive() -> Pipeline:
-        return _naive_pipeline(student(), teachers(), train, kd_loss, s, dev, **opt)
-
-    # Build and warm up each pipeline alone (its memory), then time them in interleaved rounds, so that
-    # background load on a shared machine hits every pipeline alike and the ratios stay fair.
+    builders = {"plain": ours(plain_loss), "kd_cached": ours(kd_loss, cached)}
+    if dev.type == "cuda":
+        builders["kd_cached_eager"] = ours(kd_loss, cached, graph=False)
+    if clean:
+        builders["authors"] = lambda: _authors(cfg, train, kd_loss, s, dev)
+    else:
+        builders["kd_online"] = ours(kd_loss, lambda: OnlineTeachers(
+            [_frozen(t, dev) for t in _teachers(cfg)], list(KD_TEACHERS), cfg.teacher_input, train.to(dev),
+            cfg.precision))
     pipelines, memory = {}, {}
-    for name, build in (("plain", plain), ("kd_cached", kd_cached), ("kd_online", kd_online), ("naive", naive)):
+    for name, build in builders.items():   # built and warmed up one at a time: each one's memory
         before = _reset_peak_memory(dev)
         pipelines[name] = build()
         if s.warmup:
             pipelines[name].run(s.warmup)
-        memory[name] = _peak_memory_mb(dev) - before
+        memory[name] = max(0.0, _peak_memory_mb(dev) - before)
     seconds: dict[str, list[float]] = {name: [] for name in pipelines}
     for _ in range(s.repeats):
         for name, pipeline in pipelines.items():
             pipeline.before_repeat()
             seconds[name].append(_time(pipeline.run, s.steps, dev))
     seen = s.batch_size * (s.warmup + s.repeats * s.steps)
-    timings = {name: {"images_per_s": s.batch_size * s.steps / statistics.median(seconds[name]),
-                      "seconds": seconds[name], "images_seen": seen, "peak_memory_mb": memory[name],
-                      "teacher_passes_per_image": p.teacher_passes() / seen} for name, p in pipelines.items()}
-
-    forward, autocast = pipelines["plain"].forward, pipelines["plain"].autocast
+    timings = {name: {"label": PIPELINES[name], "images_per_s": s.batch_size * s.steps / statistics.median(sec),
+                      "seconds": sec, "images_seen": seen, "peak_memory_mb": memory[name], "graphed": p.graphed,
+                      "teacher_passes_per_image": p.teacher_passes() / seen}
+               for (name, p), sec in zip(pipelines.items(), seconds.values())}
     del pipelines
     _free(dev)
-    eval_split = Split(train.images[:s.eval_batch_size], train.labels[:s.eval_batch_size]).to(dev)
-    eval_timing = _measure(lambda steps: [evaluate(forward, eval_split, s.eval_batch_size, autocast)
-                                          for _ in range(steps)], s, dev, len(eval_split))
-    del forward
-    teacher_timings = {}   # the cache build's inner step: apply_views + one teacher's forward, at its batch size
-    for name in _distinct_teachers():
-        torch.manual_seed(0)
-        model = create_teacher(name, NUM_CLASSES, config.model_scale, pretrained=False).to(dev)
-        teacher_timings[name] = _measure(_teacher_pipeline(model, name, train, s, dev), s, dev, s.teacher_batch_size)
-        del model
-        _free(dev)
-
-    result = _record(dev, profile, s, compile, timings, eval_timing, teacher_timings)
-    print(format_markdown(result))
+    result = _record(dev, cfg, s, compile, timings, _time_eval(cfg, fit_cfg, train, s, dev),
+                     _time_teachers(cfg, train, s, dev))
+    print(summary(result), flush=True)
     if write:
         out = Path(out) if out is not None else paths.results_home() / profile / "bench.json"
         files.write_json(out, result)
-        files.write_text(out.with_suffix(".md"), format_markdown(result))
-        print(f"\nwrote {out} and {out.with_suffix('.md')}")
+        print(f"wrote {out}", flush=True)
     return result
 
 
@@ -177,167 +167,168 @@ def bench_settings(profile: str, device: torch.device, repeats: int | None = Non
     settings = dataclasses.replace(DEFAULTS[(profile, device.type)], **overrides,
                                    **({"repeats": repeats} if repeats is not None else {}))
     for name in names:
-        value, low = getattr(settings, name), 0 if name in ("warmup", "naive_workers") else 1
+        value, low = getattr(settings, name), 0 if name in ("warmup", "loader_workers") else 1
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
             raise ValueError(f"benchmark setting {name}={value!r} must be an integer >= {low}")
     return settings
 
 
-def estimate_table1(images_per_s: dict[str, float], teacher_images_per_s: dict[str, float],
-                    eval_images_per_s: float) -> dict[str, Any]:
-    """Seconds to train every manifest run (paper profile: 100 epochs of 45,000 images), build the teacher caches
-    (45,000 x 162 views + 15,000 val/test images per distinct teacher) and fine-tune the teachers.
-
-    KD rows use the 3-teacher cached-KD throughput whatever their K (a cache lookup costs next to nothing);
-    fine-tuning assumes a training step costs 3 forward passes (a rule of thumb, not measured).
-    """
-    paper = PROFILE_DEFAULTS["paper"]
-    epochs, teacher_epochs = paper["epochs"], paper["teacher_epochs"]
-    eval_s = epochs * EVAL_IMAGES / eval_images_per_s
-    runs, online_s = {}, 0.0
-    for row in all_rows():
-        names = row.params.get("teachers", [])
-        rate = images_per_s["kd_cached"] if names else images_per_s["plain"]
-        runs[row.id] = epochs * TRAIN_IMAGES / rate + eval_s
-        # online alternative: the plain student step plus each teacher's forward, every step
-        online_s += epochs * TRAIN_IMAGES * (1 / images_per_s["plain"] +
-                                             sum(1 / teacher_images_per_s[n] for n in names)) + eval_s
-    cache_passes = TRAIN_IMAGES * NUM_VIEWS + EVAL_IMAGES
-    cache_s = {n: cache_passes / teacher_images_per_s[n] for n in _distinct_teachers()}
-    finetune_s = {n: teacher_epochs * (3 * TRAIN_IMAGES + EVAL_IMAGES) / teacher_images_per_s[n]
-                  for n in _distinct_teachers()}
-    online_passes = sum(epochs * TRAIN_IMAGES * len(r.params.get("teachers", [])) for r in all_rows())
-    total = sum(runs.values()) + sum(cache_s.values()) + sum(finetune_s.values())
-    return {"runs": len(runs), "student_runs_s": runs, "student_total_s": sum(runs.values()),
-            "cache_build_s": cache_s, "cache_build_total_s": sum(cache_s.values()),
-            "cache_teacher_passes": cache_passes * len(cache_s), "teacher_finetune_s": finetune_s,
-            "teacher_finetune_total_s": sum(finetune_s.values()), "total_s": total,
-            "online_alternative_student_total_s": online_s, "online_alternative_teacher_passes": online_passes,
-            "online_alternative_total_s": online_s + sum(finetune_s.values())}
-
-
-def format_markdown(result: dict[str, Any]) -> str:
-    """The benchmark as markdown tables: printed by the CLI, written to bench.md for the book."""
+def summary(result: dict[str, Any]) -> str:
+    """What the command prints: images/s and peak memory per pipeline, then the ratios."""
     m, s = result["machine"], result["settings"]
-    lines = [f"Benchmark, profile `{result['profile']}` on {m['device_name']} ({result['device']}), "
-             f"torch {m['torch']}, {m['threads']} threads, batch {s['batch_size']}, median of {s['repeats']} "
-             f"x {s['steps']} steps, {result['created']}.", "",
-             "| pipeline | images/s | teacher passes / image | peak memory (MB) |", "|---|---:|---:|---:|"]
-    for name, label in PIPELINES.items():
-        p = result["pipelines"][name]
-        lines.append(f"| {label} | {p['images_per_s']:,.1f} | {p['teacher_passes_per_image']:g} | "
-                     f"{p['peak_memory_mb']:,.0f} |")
-    lines += ["", f"Peak memory: {result['memory_method']}.", "", "| ratio | value | target |", "|---|---:|---|"]
+    lines = [f"bench {result['profile']} on {m['device_name']} ({result['device']}), torch {m['torch']}, batch "
+             f"{s['batch_size']}, median of {s['repeats']} x {s['steps']} steps"]
+    for p in result["pipelines"].values():
+        lines.append(f"  {p['label']:<78} {p['images_per_s']:>10,.1f} images/s  {p['peak_memory_mb']:>8,.0f} MB"
+                     + ("  graphed" if p["graphed"] else ""))
     for name, value in result["ratios"].items():
-        target = result["targets"].get(name)
-        verdict = f">= {target['target']:g}: {'met' if target['met'] else 'NOT met'}" if target else ""
-        lines.append(f"| {name} | {value:.2f} | {verdict} |")
-    lines += ["", "| teacher (cache build step) | images/s |", "|---|---:|"]
-    lines += [f"| {n} | {t['images_per_s']:,.1f} |" for n, t in result["teacher_forward"].items()]
-    e = result["table1_estimate"]
-    hours = lambda seconds: f"{seconds / 3600:,.1f} h"
-    lines += ["", f"Whole Table 1 ({e['runs']} runs + caches + teachers): {e['basis']}", "",
-              "| part | time |", "|---|---:|",
-              f"| {e['runs']} student runs (100 epochs x 45,000 images, eval each epoch) | "
-              f"{hours(e['student_total_s'])} |",
-              f"| logit caches: {len(e['cache_build_s'])} teachers x 45,000 x 162 views | "
-              f"{hours(e['cache_build_total_s'])} |",
-              f"| teacher fine-tuning, 5 epochs (rule of thumb: 3 forward passes per image) | "
-              f"{hours(e['teacher_finetune_total_s'])} |",
-              f"| **total** | **{hours(e['total_s'])}** |",
-              f"| for comparison: online teachers in every KD row instead of caches | "
-              f"{hours(e['online_alternative_total_s'])} |"]
-    return "\n".join(lines) + "\n"
+        target = f"  (target >= {TARGETS[name]:g})" if name in TARGETS else ""
+        lines.append(f"  {name:<18} {value:6.2f}  = {'/'.join(RATIOS[name])}{target}")
+    return "\n".join(lines)
 
 
 # ----------------------------------------------------------------------------- pipelines
 
-def _library_pipeline(student: nn.Module, train: Split, step_loss: StepLoss, s: BenchSettings, device: torch.device,
-                      compile: bool, *, lr: float, weight_decay: float, teachers=None) -> Pipeline:
-    """Pipelines 1-3: `train_epoch` (fit's own loop body) over `steps` random batches at a time."""
-    model, optimizer, autocast = prepare_training(student, device, lr, weight_decay)
+def _ours(student: nn.Module, train: Split, step_loss: Callable, cfg: FitConfig, s: BenchSettings,
+          teachers: Any = None) -> Pipeline:
+    """`train_epoch`, fit's own loop, over `steps` random batches at a time (graphed on CUDA unless told not)."""
+    dev = cfg.device
+    model, optimizer, scaler = prepare_training(student, dev, cfg.lr, cfg.weight_decay, cfg.precision)
     model.train()
-    forward = torch.compile(model) if compile else model
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
-    split, generator = train.to(device), torch.Generator().manual_seed(0)
+    forward = torch.compile(model) if cfg.compile else model
+    autocast, dtype = autocast_for(dev, cfg.precision), compute_dtype(dev, cfg.precision)
+    split, generator = train.to(dev), torch.Generator().manual_seed(0)
 
     def run(steps: int) -> None:
-        n = steps * s.batch_size   # as fit: order and views drawn on the CPU, moved once per chunk
-        order = torch.randint(0, len(split), (n,), generator=generator).to(device)
-        train_epoch(forward, optimizer, scheduler, step_loss, split, order, random_views(n, generator).to(device),
-                    s.batch_size, teachers=teachers, autocast=autocast)
-    return Pipeline(run, lambda: teachers.forward_passes if teachers is not None else 0, forward, autocast)
+        n = steps * s.batch_size   # as fit: order and views drawn on the CPU, moved once per call
+        order = torch.randint(0, len(split), (n,), generator=generator).to(dev)
+        views = random_views(n, cfg.views, generator).to(dev)
+        train_epoch(forward, optimizer, step_loss, split, order, views, cfg, teachers=teachers, autocast=autocast,
+                    scaler=scaler, dtype=dtype)
+    graphed = cfg.cuda_graph and graph_blocker(dev, cfg.precision, cfg.compile, teachers) is None
+    return Pipeline(run, lambda: teachers.forward_passes if teachers is not None else 0, graphed)
 
 
-class NaiveCIFAR(torch.utils.data.Dataset):
-    """What torchvision.datasets.CIFAR100 does per item: HWC uint8 array -> PIL image -> transforms."""
+class AuthorsCIFAR(torch.utils.data.Dataset):
+    """torchvision's CIFAR100 item (HWC uint8 -> PIL image) through the student's train transform and each
+    teacher's own eval transform, on the host, as the authors' code does."""
 
-    def __init__(self, split: Split, transform: Callable):
+    def __init__(self, split: Split, student: Callable, teachers: list[Callable]):
         self.data = split.images.permute(0, 2, 3, 1).contiguous().numpy()
         self.targets = split.labels.tolist()
-        self.transform = transform
+        self.student, self.teachers = student, teachers
 
     def __len__(self) -> int:
         return len(self.targets)
 
-    def __getitem__(self, i: int) -> tuple[Tensor, int]:
+    def __getitem__(self, i: int) -> tuple[Tensor, list[Tensor], int]:
         from PIL import Image
-        return self.transform(Image.fromarray(self.data[i])), self.targets[i]
+        image = Image.fromarray(self.data[i])
+        return self.student(image), [t(image) for t in self.teachers], self.targets[i]
 
 
-def _naive_pipeline(student: nn.Module, teachers: list[nn.Module], train: Split, step_loss: StepLoss,
-                    s: BenchSettings, device: torch.device, *, lr: float, weight_decay: float) -> Pipeline:
-    """Pipeline 4, a typical KD script: host-side PIL augmentation, fp32, every teacher every step, .item().
+def _authors(cfg: RunConfig, train: Split, step_loss: Callable, s: BenchSettings, dev: torch.device) -> Pipeline:
+    """The authors' step: host transforms in DataLoader workers, fp16 autocast + GradScaler (fp32 on a CPU),
+    AdamW's default (foreach), every teacher every step, `.item()` every step.
 
     Its workers keep loading while the other pipelines are timed; the batches they prefetched meanwhile are
-    dropped before each timed repeat, so that its timed steps wait for their data as an epoch's steps do.
+    dropped before each timed repeat, so its timed steps wait for their data as an epoch's steps do.
     """
-    from torchvision import transforms as T
-
-    transform = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(),
-                           T.Normalize(CIFAR100_MEAN, CIFAR100_STD)])
-    dataset = NaiveCIFAR(train, transform)
-    in_flight = 2 * s.naive_workers   # DataLoader's default prefetch_factor 2 per worker
-    total = (s.warmup + s.repeats * (s.steps + in_flight)) * s.batch_size   # one iterator, all repeats:
-    sampler = torch.utils.data.RandomSampler(dataset, replacement=True, num_samples=total,   # no epoch restarts
+    v = cfg.views
+    student_tf = _host_transform(InputPipeline(v.resize or None, v.crop, "bicubic", STUDENT_PIPELINE.mean,
+                                               STUDENT_PIPELINE.std), train=True, pad=v.pad)
+    teachers = _teachers(cfg)
+    dataset = AuthorsCIFAR(train, student_tf, [_host_transform(t.pipeline) for t in teachers])
+    in_flight = 2 * s.loader_workers   # DataLoader's default prefetch_factor 2 per worker
+    total = (s.warmup + s.repeats * (s.steps + in_flight)) * s.batch_size   # one iterator, no epoch restarts
+    sampler = torch.utils.data.RandomSampler(dataset, replacement=True, num_samples=total,
                                              generator=torch.Generator().manual_seed(0))
-    loader = torch.utils.data.DataLoader(dataset, s.batch_size, sampler=sampler, num_workers=s.naive_workers,
-                                         pin_memory=device.type == "cuda", drop_last=True)
-    batches = iter(loader)
-    net = student.net.to(device).train()   # the same networks, fed float tensors instead of uint8
-    nets = [(t.net.to(device).eval(), t.input_size) for t in teachers]
-    optimizer = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
+    batches = iter(torch.utils.data.DataLoader(dataset, s.batch_size, sampler=sampler, num_workers=s.loader_workers,
+                                               pin_memory=dev.type == "cuda", drop_last=True))
+    net = _student(cfg).net.to(dev).train()   # the bare networks: the host did the resizing and normalizing
+    nets = [t.net.to(dev).eval().requires_grad_(False) for t in teachers]
+    optimizer = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    cuda = dev.type == "cuda"
+    scaler = torch.amp.GradScaler(dev.type, enabled=cuda)
     counter = {"passes": 0, "loss": 0.0}
 
     def run(steps: int) -> None:
         for _ in range(steps):
-            images, labels = next(batches)
-            images, labels = images.to(device), labels.to(device)
-            logits = net(images)
-            with torch.no_grad():   # each teacher resizes the batch to its own input size
-                teacher_logits = torch.stack([t(images if size == images.shape[-1] else F.interpolate(
-                    images, size=(size, size), mode="bilinear", align_corners=False)) for t, size in nets])
-            counter["passes"] += len(nets) * len(images)
-            loss, _ = step_loss(logits, teacher_logits, labels)
+            images, teacher_images, labels = next(batches)
+            images, labels = images.to(dev, non_blocking=True), labels.to(dev, non_blocking=True)
+            with torch.autocast(dev.type, dtype=torch.float16, enabled=cuda):
+                logits = net(images)
+                with torch.no_grad():
+                    teacher_logits = torch.stack([t(x.to(dev, non_blocking=True))
+                                                  for t, x in zip(nets, teacher_images)]).float()
+            counter["passes"] += len(nets) * len(labels)
+            loss, _ = step_loss(logits.float(), teacher_logits, labels)
             optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            counter["loss"] += loss.item()   # typical per-step logging: a host sync every step
-    return Pipeline(run, lambda: counter["passes"], net,
-                    before_repeat=lambda: [next(batches) for _ in range(in_flight)])
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            counter["loss"] += loss.item()   # per-step logging: a host sync every step
+    return Pipeline(run, lambda: counter["passes"], before_repeat=lambda: [next(batches) for _ in range(in_flight)])
 
 
-def _teacher_pipeline(model: nn.Module, name: str, train: Split, s: BenchSettings, device: torch.device):
-    """The cache build's step: a batch of (image, view) pairs augmented on the device, one teacher forward."""
-    teacher = OnlineTeachers([model], [name], _teacher_autocast(device))
-    images, generator = train.images.to(device), torch.Generator().manual_seed(0)
+def _host_transform(p: InputPipeline, train: bool = False, pad: int = 0) -> Callable:
+    """torchvision transforms of a pipeline: Resize -> RandomCrop + flip (train) or CenterCrop -> ToTensor ->
+    Normalize."""
+    from torchvision import transforms as T
 
-    def run(steps: int) -> None:
-        for _ in range(steps):
-            index = torch.randint(0, len(images), (s.teacher_batch_size,), generator=generator).to(device)
-            views = random_views(s.teacher_batch_size, generator).to(device)
-            teacher(index, views, apply_views(images[index], views))
-    return run
+    mode = {"bicubic": T.InterpolationMode.BICUBIC, "bilinear": T.InterpolationMode.BILINEAR}[p.interpolation]
+    steps = [T.Resize((p.resize, p.resize), interpolation=mode)] if p.resize else []
+    if train:
+        steps += [T.RandomCrop(p.crop, padding=pad or None), T.RandomHorizontalFlip()]
+    elif p.crop:
+        steps += [T.CenterCrop(p.crop)]
+    return T.Compose(steps + [T.ToTensor(), T.Normalize(p.mean, p.std)])
+
+
+def _student(cfg: RunConfig) -> nn.Module:
+    torch.manual_seed(0)
+    return create_student(cfg.student, NUM_CLASSES, cfg.model_scale)
+
+
+def _teachers(cfg: RunConfig, names: tuple[str, ...] = KD_TEACHERS) -> list[nn.Module]:
+    torch.manual_seed(0)   # random weights: a forward pass costs the same
+    return [create_teacher(name, NUM_CLASSES, cfg.model_scale) for name in names]
+
+
+def _frozen(model: nn.Module, dev: torch.device) -> nn.Module:
+    """A teacher as teaching prepares one: on the device, eval, frozen, channels_last on CUDA."""
+    model = model.to(dev).eval().requires_grad_(False)
+    if dev.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+        model.channels_last = True
+    return model
+
+
+def _time_teachers(cfg: RunConfig, train: Split, s: BenchSettings, dev: torch.device) -> dict[str, dict]:
+    """Each distinct manifest teacher's cache-build step: a batch of clean images (or student views), one forward."""
+    names = sorted({name for row in all_rows() for name in row.params.get("teachers", [])})
+    images, generator, timings = train.images.to(dev), torch.Generator().manual_seed(0), {}
+    for name in names:
+        model = _frozen(_teachers(cfg, (name,))[0], dev)
+
+        def run(steps: int, model: nn.Module = model) -> None:
+            for _ in range(steps):
+                index = torch.randint(0, len(images), (s.teacher_batch_size,), generator=generator).to(dev)
+                batch = (images[index].float() / 255 if cfg.teacher_input == "clean" else
+                         apply_views(images[index], random_views(len(index), cfg.views, generator), cfg.views))
+                teacher_forward(model, batch, cfg.precision)
+        timings[name] = _measure(run, s, dev, s.teacher_batch_size)
+        del model
+        _free(dev)
+    return timings
+
+
+def _time_eval(cfg: RunConfig, fit_cfg: FitConfig, train: Split, s: BenchSettings, dev: torch.device) -> dict:
+    model, _, _ = prepare_training(_student(cfg), dev, cfg.lr, cfg.weight_decay, cfg.precision)
+    split = Split(train.images[:s.eval_batch_size], train.labels[:s.eval_batch_size]).to(dev)
+    autocast, dtype = autocast_for(dev, cfg.precision), compute_dtype(dev, cfg.precision)
+    return _measure(lambda steps: [evaluate(model, split, fit_cfg.views, s.eval_batch_size, autocast, dtype)
+                                   for _ in range(steps)], s, dev, len(split))
 
 
 # ----------------------------------------------------------------------------- timing, memory, record
@@ -357,8 +348,7 @@ def _time(run: Callable[[int], Any], steps: int, device: torch.device) -> float:
     return start.elapsed_time(end) / 1000
 
 
-def _measure(run: Callable[[int], Any], s: BenchSettings, device: torch.device,
-             images_per_step: int) -> dict[str, Any]:
+def _measure(run: Callable[[int], Any], s: BenchSettings, device: torch.device, images_per_step: int) -> dict:
     """Median images/s of a side measurement (eval, teachers): up to 3 timed run(2) after an untimed run(1)."""
     steps = min(s.steps, 2)
     if s.warmup:
@@ -368,50 +358,27 @@ def _measure(run: Callable[[int], Any], s: BenchSettings, device: torch.device,
 
 
 def _reset_peak_memory(device: torch.device) -> float:
-    """Reset the peak-memory counter; returns the memory in use now (MB), the baseline of the next peak."""
+    """The baseline of the next peak (MB): CUDA resets its peak counter; a process's peak RSS cannot be reset."""
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
         return torch.cuda.memory_allocated(device) / 2**20
-    if _peak_rss_resettable():   # Linux: writing 5 to clear_refs resets VmHWM to the current RSS
-        return _proc_status_mb("VmRSS")
     return _peak_memory_mb(device)
 
 
 def _peak_memory_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
-    if Path("/proc/self/status").is_file():
-        return _proc_status_mb("VmHWM")
     maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss   # KiB on Linux, bytes on macOS
     return maxrss / 2**20 if sys.platform == "darwin" else maxrss / 1024
-
-
-def _proc_status_mb(key: str) -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(f"{key}:"):
-            return int(line.split()[1]) / 1024
-    raise ValueError(f"/proc/self/status has no {key}")
-
-
-def _peak_rss_resettable() -> bool:
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return Path("/proc/self/status").is_file()
-    except OSError:
-        return False
 
 
 def _memory_method(device: torch.device) -> str:
     if device.type == "cuda":
         return ("what each pipeline adds to the GPU memory while it is built and warmed up: "
-                "torch.cuda.max_memory_allocated minus the memory allocated before (its model, optimizer, "
-                "caches, teachers and peak activations; tensors only, no CUDA context or allocator cache)")
-    if _peak_rss_resettable():
-        return ("what each pipeline adds to the process's resident memory while it is built and warmed up: "
-                "peak RSS (VmHWM, reset through /proc/self/clear_refs) minus the RSS before; "
-                "DataLoader worker processes not included")
-    return ("growth of the process's peak RSS (resource.getrusage ru_maxrss, which cannot be reset) while "
-            "each pipeline is built and warmed up: 0 when it stays below an earlier peak")
+                "torch.cuda.max_memory_allocated minus the memory allocated before (model, optimizer, caches, "
+                "teachers, graph pool and peak activations; no CUDA context or allocator cache)")
+    return ("growth of the process's peak RSS (getrusage ru_maxrss, which cannot be reset) while each pipeline "
+            "is built and warmed up: 0 when it stays below an earlier peak; DataLoader workers not included")
 
 
 def _free(device: torch.device) -> None:
@@ -420,57 +387,31 @@ def _free(device: torch.device) -> None:
         torch.cuda.empty_cache()
 
 
-def _teacher_autocast(device: torch.device):
-    """As teachers.teacher_logits and the cache build: bf16 on CUDA, fp32 on the CPU."""
-    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else None
-
-
-def _distinct_teachers() -> list[str]:
-    return sorted({name for row in all_rows() for name in row.params.get("teachers", [])})
-
-
 def _machine(device: torch.device) -> dict[str, Any]:
-    import timm
-    import torchvision
-
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
     else:
-        model_names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                       if line.startswith("model name")] if Path("/proc/cpuinfo").is_file() else []
-        name = model_names[0] if model_names else platform.processor() or platform.machine()
-    return {"device_name": name, "torch": torch.__version__, "timm": timm.__version__,
-            "torchvision": torchvision.__version__, "python": platform.python_version(),
-            "platform": platform.platform(), "threads": torch.get_num_threads(),
-            "interop_threads": torch.get_num_interop_threads(), "cpu_count": os.cpu_count(),
+        cpuinfo = Path("/proc/cpuinfo")
+        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+                 if line.startswith("model name")] if cpuinfo.is_file() else []
+        name = names[0] if names else platform.processor() or platform.machine()
+    return {"device_name": name, "torch": torch.__version__, "python": platform.python_version(),
+            "platform": platform.platform(), "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
             "cuda": torch.version.cuda if device.type == "cuda" else None,
             "cudnn": torch.backends.cudnn.version() if device.type == "cuda" else None}
 
 
-def _record(device: torch.device, profile: str, s: BenchSettings, compile: bool, timings: dict[str, dict],
+def _record(device: torch.device, cfg: RunConfig, s: BenchSettings, compile: bool, timings: dict[str, dict],
             eval_timing: dict, teacher_timings: dict[str, dict]) -> dict[str, Any]:
     rate = {name: t["images_per_s"] for name, t in timings.items()}
-    ratios = {f"{a}/{b}": rate[a] / rate[b] for a, b in (("kd_cached", "plain"), ("kd_cached", "naive"),
-                                                         ("kd_online", "naive"), ("kd_online", "plain"))}
-    estimate = estimate_table1(rate, {n: t["images_per_s"] for n, t in teacher_timings.items()},
-                               eval_timing["images_per_s"])
-    if profile != "paper":
-        estimate["basis"] = "NOT an estimate: smoke-profile tiny models (rerun with --profile paper on a GPU)"
-    elif device.type != "cuda":
-        estimate["basis"] = "an extrapolation from paper-size models on this CPU, not GPU time"
-    else:
-        estimate["basis"] = "estimated from paper-size models measured on this GPU"
-    return {"schema": 1, "profile": profile, "device": device.type,
-            "created": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "machine": _machine(device),
+    ratios = {name: rate[a] / rate[b] for name, (a, b) in RATIOS.items() if a in rate and b in rate}
+    return {"schema": 2, "profile": cfg.profile, "device": device.type,
+            "created": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "machine": _machine(device),
             "settings": dataclasses.asdict(s) | {"compile": compile, "kd_method": KD_METHOD,
                                                  "kd_teachers": list(KD_TEACHERS)},
-            "memory_method": _memory_method(device),
-            "pipelines": {name: timings[name] | {"label": PIPELINES[name]} for name in PIPELINES},
-            "ratios": ratios,
+            "config": {"student": cfg.student, "model_scale": cfg.model_scale, "views": cfg.views.describe(),
+                       "teacher_input": cfg.teacher_input, "precision": cfg.precision},
+            "memory_method": _memory_method(device), "pipelines": timings, "ratios": ratios,
             "targets": {name: {"target": target, "value": ratios[name], "met": ratios[name] >= target}
-                        for name, target in TARGETS.items()},
-            "student_eval": eval_timing,
-            "teacher_forward": teacher_timings,
-            "table1_estimate": estimate}
-
+                        for name, target in TARGETS.items() if name in ratios},
+            "student_eval": eval_timing, "teacher_forward": teacher_timings}

@@ -17,17 +17,13 @@ from .tables import HtmlTable, render_table
 
 TRAIN_IMAGES = 45_000            # the 45,000 / 5,000 split of CIFAR-100's training set (report section 4.1)
 EVAL_IMAGES = 5_000 + 10_000     # validation and test, evaluated after every epoch
-CROP_FLIP_VIEWS = 9 * 9 * 2      # zero-pad 4 + random 32x32 crop (9 x 9 offsets) + horizontal flip
 
 
 def views_per_image(config: Any) -> int:
     """Teacher logits cached per training image of a run: one when its teachers see the clean image (the
     authors' recipe: a teacher's targets are fixed per image), every student view when they see the student's
     own view (consistent teaching: zero-pad 4, random 32x32 crop, flip = 9 x 9 offsets x 2 = 162)."""
-    views = getattr(config, "views", None)
-    if views is None:                  # a config without view settings: the 162-view cache of a 32x32 student
-        return CROP_FLIP_VIEWS
-    return views.count if getattr(config, "teacher_input", "student_view") == "student_view" else 1
+    return config.views.count if config.teacher_input == "student_view" else 1
 
 
 def estimate_table1(images_per_s: dict[str, float], teacher_images_per_s: dict[str, float],

@@ -135,6 +135,9 @@ def make_synthetic(size: int, num_classes: int = 100, seed: int = 1234) -> Split
     Each class is a smooth random colour pattern (a 4x4x3 grid upsampled to 36x36); an image is a random
     32x32 window of its class pattern, with random brightness and pixel noise. Generated in memory, seeded.
     """
+    if size < 6 * num_classes:
+        raise ValueError(f"synthetic_size={size} is too small: every class needs 6 images (one for test, one for "
+                         f"validation, the rest to train), so at least {6 * num_classes} for {num_classes} classes")
     g = torch.Generator().manual_seed(seed)
     frame = IMAGE_SIZE + 4
     patterns = F.interpolate(torch.rand(num_classes, 3, 4, 4, generator=g), size=(frame, frame),
@@ -148,9 +151,11 @@ def make_synthetic(size: int, num_classes: int = 100, seed: int = 1234) -> Split
     images = images * (0.8 + 0.4 * torch.rand(size, 1, 1, 1, generator=g))
     images = images + 0.08 * torch.randn(images.shape, generator=g)
     images = (images.clamp(0, 1) * 255).round().to(torch.uint8)
-    n_test = size // 6                           # CIFAR-100's 50,000 / 10,000, as 5 : 1
-    return _split_train_val(Split(images[n_test:], labels[n_test:]), Split(images[:n_test], labels[:n_test]),
-                            num_classes, val_size=max(num_classes, (size - n_test) // 10))
+    # test and val held out per class (CIFAR-100's 50,000 / 10,000 as 5 : 1, then a tenth for validation)
+    trainval_idx, test_idx = (torch.from_numpy(i) for i in stratified_split(labels.numpy(), size // 6))
+    return _split_train_val(Split(images[trainval_idx], labels[trainval_idx]),
+                            Split(images[test_idx], labels[test_idx]), num_classes,
+                            val_size=max(num_classes, len(trainval_idx) // 10))
 
 
 def load_cifar100(root: Path) -> Splits:

@@ -17,13 +17,19 @@ from .losses import LOSSES
 NOTEBOOK_METHODS: dict[str, str | None] = {"baseline": "baseline", "single_teacher": "kd", "method1": "ca_wkd",
                                            "method2": "alpha_guided", "method3": "adaptive_alpha",
                                            "teachers": None, "results": None}
+TEACHER_PAGE_OPTIONS = ("dataset", "data_dir", "synthetic_size", "model_scale", "precision", "device")
 # Parameters of the pages that train no student (their own few, documented here once).
 PAGE_PARAMETERS: dict[str, dict[str, tuple[str, Any, str]]] = {
     "teachers": {"profile": ("str", "paper", "paper | consistent | smoke"),
                  "teachers": ("list", None, "teacher names; None: every teacher the manifest uses"),
+                 # the options that decide a teacher trained here (smoke), as the method notebooks have them
+                 **{name: (o.type_name if o.optional else f"Optional[{o.type_name}]", None, o.doc)
+                    for name, o in OPTIONS.items()
+                    if o.scope == "teacher_training" or name in TEACHER_PAGE_OPTIONS},
                  "force": ("bool", False, "True: train the smoke teachers again")},
-    "results": {"profile": ("str", "paper", "the profile whose runs fill Table 1 and the figures"),
-                "seeds": ("int", 1, "seeds 0..seeds-1 are averaged (python -m cakd reproduce --seeds N)")},
+    "results": {"profile": ("str", "paper", "whose runs fill the page: paper (the authors' recipe), consistent "
+                                           "(ours), smoke"),
+                "seeds": ("Optional[int]", None, "None: every seed in the registry; N: seeds 0..N-1 only")},
 }
 _IPYTHON_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open"}
 
@@ -50,9 +56,9 @@ def parameter_names(notebook: str) -> list[str]:
 def parameters_source(notebook: str) -> str:
     """The source of `notebook`'s parameters cell: one typed, commented line per parameter."""
     method = NOTEBOOK_METHODS[notebook]
-    if method is None:
-        return "\n".join(f"{name}: {kind} = {default!r}  # {doc}"
-                         for name, (kind, default, doc) in PAGE_PARAMETERS[notebook].items())
+    if method is None:   # quoted annotations: IPython evaluates them, papermill reads them as text
+        return "\n".join(f"{name}: {kind if kind in ('str', 'int', 'bool', 'list') else repr(kind)} = {default!r}  "
+                         f"# {doc}" for name, (kind, default, doc) in PAGE_PARAMETERS[notebook].items())
     lines = ['profile: str = "paper"  # paper: the authors\' recipe (GPU); consistent: ours (GPU); smoke: offline '
              'CPU demo', "seed: int = 0  # " + OPTIONS["seed"].doc]
     for name in parameter_names(notebook)[2:-1]:
@@ -103,11 +109,12 @@ def teachers_config(namespace: dict[str, Any]) -> tuple[RunConfig, list[str]]:
 
     try:
         check_flag("force", params["force"])
-        config = profile_config(params["profile"])
+        options = {k: v for k, v in params.items() if k not in ("profile", "teachers", "force")}
+        config = profile_config(params["profile"], **options)
         names = params["teachers"]
         if names is None:
             names = list(dict.fromkeys(t for row in all_rows() for t in row.params.get("teachers", ())))
-        profile_config(params["profile"], method="ca_wkd", teachers=names)   # validates the names
+        profile_config(params["profile"], method="ca_wkd", teachers=names, **options)   # validates the names
         if config.teacher_weights == "public":
             for name in names:
                 public_weights_path(name)
@@ -160,11 +167,14 @@ def write_parameters(root: Any = None) -> list[str]:
 
 
 def _default_teachers(method: str) -> list[str]:
-    """A method notebook's default teachers: those of its first manifest row (the report's choice)."""
+    """A method notebook's default teachers: those of its first manifest row (the report's choice); for a
+    method no row uses, as many registered teachers as its loss takes."""
     from .manifest import all_rows
+    from .models import TEACHERS
 
+    wanted = {"none": 0, "one": 1, "several": 2}[LOSSES[method].teachers]
     return next((list(row.params["teachers"]) for row in all_rows()
-                 if row.params["method"] == method and "teachers" in row.params), [])
+                 if row.params["method"] == method and "teachers" in row.params), list(TEACHERS)[:wanted])
 
 
 def _profile_values(name: str) -> str:

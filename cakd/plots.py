@@ -18,13 +18,13 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
-from . import config as cfg
 from . import paths
+from .models import TEACHERS
 from .report import figure_series, profile_note
 
 if TYPE_CHECKING:   # plots only read finished runs; importing the training stack here is not needed
     from .runs import RunResult
-    from .teachers import Teacher
+    from .teachers import LoadedTeacher
 
 History = list[dict[str, float]]
 
@@ -65,7 +65,7 @@ def plot_history(result: RunResult, name: str | None = None) -> Plot:
             _integer_epochs(ax)
             _legend(ax, len(columns))
         config = result.config
-        fig.suptitle(f"{cfg.METHOD_TITLES.get(config.method, config.method)}: run {config.run_id} (profile {config.profile}, "
+        fig.suptitle(f"{config.loss.title}: run {config.run_id} (profile {config.profile}, "
                      f"seed {config.seed})")
         return save(fig, config.profile, name or f"history-{config.run_id}")
 
@@ -166,10 +166,13 @@ def figure4(profile: str, seeds: int | None = None, name: str = "fig4_temperatur
         return save(fig, profile, name)
 
 
-def plot_teachers(teachers: Sequence[Teacher], *, name: str = "teachers") -> Plot:
-    """Validation accuracy per epoch of fine-tuned teachers (cakd.teachers.Teacher, one profile)."""
-    return plot_curves([t.info["history"] for t in teachers], [_teacher_label(t.config.name) for t in teachers],
-                       "Teacher fine-tuning", profile=teachers[0].config.profile, name=name)
+def plot_teachers(teachers: Sequence[LoadedTeacher], profile: str, *, name: str = "teachers") -> Plot | None:
+    """Validation accuracy per epoch of the teachers trained here (smoke); None for published teachers."""
+    trained = [t for t in teachers if "history" in t.info]
+    if not trained:
+        return None
+    return plot_curves([t.info["history"] for t in trained], [_teacher_label(t.name) for t in trained],
+                       "Teachers trained here", profile=profile, name=name)
 
 
 def save(fig: Figure, profile: str, name: str) -> Plot:
@@ -258,4 +261,4 @@ def _finish(fig: Figure, axes: Sequence[Axes], series: Sequence[tuple[Any, Seque
 
 
 def _teacher_label(name: str) -> str:
-    return getattr(cfg, "TEACHER_LABELS", {}).get(name, name)
+    return TEACHERS[name].label

@@ -15,6 +15,7 @@ import pandas as pd
 from . import config as cfg
 from . import files, manifest, paths
 from .manifest import AUTHORS_RERUN_SOURCE, Row
+from .models import TEACHERS
 from .runs import RunResult, find_run
 from .tables import HtmlTable, render_table
 
@@ -46,8 +47,8 @@ PROFILE_NOTES: dict[str, ProfileNote] = {
 
 
 def profile_names() -> list[str]:
-    """The profiles cakd.config defines (its PROFILES: a dict name -> defaults, or a tuple of names)."""
-    return list(getattr(cfg, "PROFILES", None) or getattr(cfg, "PROFILE_DEFAULTS", None) or PROFILE_NOTES)
+    """The profiles cakd.config defines."""
+    return list(cfg.PROFILES)
 
 
 def profile_note(profile: str) -> ProfileNote:
@@ -146,57 +147,15 @@ def figure_series(profile: str, figure: str, seeds: int | None = None) -> list[t
 
 # ----------------------------------------------------------------------------- reproduction notes
 
-# The report's ambiguities and our other open choices, one note per RunConfig option (book: reproduction
-# notes). The values themselves (default, alternatives, each profile's setting) are read from cakd.config.
-AMBIGUITIES = ("weighting", "aggregation", "divide_by_k", "confidence_temperature", "m2_confidence", "m3_alpha")
-OPTION_NOTES: dict[str, str] = {
-    "weighting": "Methods 1-2: teacher weights w_k computed per sample (as CA-MKD's code does) or once per "
-                 "batch from the batch-mean CE. The report's Eq. (3) indexes them per sample.",
-    "aggregation": "Methods 1-2: the sum of weighted per-teacher KLs (Eq. 3) or one KL to the weighted mean "
-                   "of the teacher logits (the wording of the report's Fig. 1). They differ in gradient.",
-    "divide_by_k": "Methods 1-2: divide the KD term by the number of teachers K, as CA-MKD's code does. "
-                   "The report's equations do not; it changes the scale of KD against CE.",
-    "confidence_temperature": "Softmax temperature of the teacher confidences (weights, Method 2's conf, "
-                              "Method 3's alpha): 1 (the report's formulas have no tau there) or tau.",
-    "m2_confidence": "Method 2's batch confidence: the ensemble's top probability (the report's "
-                     "'confidence') or its probability of the true class (its 'misclassifying' remark).",
-    "m3_alpha": "Method 3's alpha: the batch mean of the chosen teachers' true-class probabilities, as the "
-                "report says, or one alpha per sample.",
-    "schedule": "Learning-rate schedule: cosine decay (the authors' code) or constant.",
-    "augment": "Training augmentation of the student.",
-    "teacher_mode": "Where teacher logits come from: an exact cache (the same numbers, no teacher forward "
-                    "passes while training) or the live teachers on every batch.",
-    "model_scale": "full = the report's architectures; tiny = small members of the same families (smoke).",
-    "device": "auto = CUDA when available; not part of the run hash (it changes speed, not the method).",
-}
-
-
 def options_table() -> pd.DataFrame:
-    """Every option of a run: where it comes from, its default, its choices, each profile's value, what it does.
-
-    With cakd.config.OPTIONS (each option's doc and origin defined once, in RunConfig) that is every field;
-    otherwise the report's ambiguities and our open choices (CHOICE_FIELDS) with OPTION_NOTES.
-    """
-    default = cfg.RunConfig()
+    """Every option of a run (cakd.config.OPTIONS): where it comes from, who reads it, its default and choices,
+    each profile's value, what it does."""
     profiles = {name: cfg.profile_config(name) for name in profile_names()}
-    if hasattr(cfg, "OPTIONS"):
-        return pd.DataFrame.from_records([
-            {"option": o.name, "origin": o.origin, "read by": o.read_by(), "default": str(o.default),
-             "choices": ", ".join(str(c) for c in o.choices) if o.choices else "",
-             **{p: str(getattr(c, o.name)) for p, c in profiles.items()}, "what it does": o.doc}
-            for o in cfg.OPTIONS.values()])
-    options = {name: values for name, values in {**getattr(cfg, "CHOICE_FIELDS", {}),
-                                                  "divide_by_k": (False, True)}.items() if hasattr(default, name)}
-    missing = sorted(set(options) - set(OPTION_NOTES))
-    if missing:
-        raise ValueError(f"cakd.report.OPTION_NOTES has no note for option(s) {missing}; add one")
-    order = [*(a for a in AMBIGUITIES if a in options), *(name for name in options if name not in AMBIGUITIES)]
     return pd.DataFrame.from_records([
-        {"option": name, "origin": "ambiguity" if name in AMBIGUITIES else "ours", "read by": "",
-         "default": str(getattr(default, name)),
-         "choices": ", ".join(str(v) for v in options[name]),
-         **{p: str(getattr(c, name)) for p, c in profiles.items()},
-         "what it does": OPTION_NOTES[name]} for name in order])
+        {"option": o.name, "origin": o.origin, "read by": o.read_by(), "default": str(o.default),
+         "choices": ", ".join(str(c) for c in o.choices) if o.choices else "",
+         **{p: str(getattr(c, o.name)) for p, c in profiles.items()}, "what it does": o.doc}
+        for o in cfg.OPTIONS.values()])
 
 
 def profiles_table() -> pd.DataFrame:
@@ -217,12 +176,9 @@ def profile_notes_table() -> pd.DataFrame:
 
 
 def choices_table() -> pd.DataFrame:
-    """What the report leaves open and we chose: cakd.config.CHOICES, or the options whose origin is 'ours'."""
-    if hasattr(cfg, "OPTIONS"):
-        ours = [o for o in cfg.OPTIONS.values() if o.origin == "ours"]
-        return pd.DataFrame({"choice": [o.name for o in ours], "ours, and why": [o.doc for o in ours]})
-    choices = getattr(cfg, "CHOICES", {})
-    return pd.DataFrame({"choice": list(choices), "ours, and why": list(choices.values())})
+    """What the report leaves open and we chose: the options whose origin is 'ours'."""
+    ours = [o for o in cfg.OPTIONS.values() if o.origin == "ours"]
+    return pd.DataFrame({"choice": [o.name for o in ours], "ours, and why": [o.doc for o in ours]})
 
 
 BOOK_TABLES = {   # name -> (DataFrame function, code columns, wide columns); the {cakd-table} directive's names
@@ -243,37 +199,6 @@ def book_table(name: str) -> HtmlTable:
 
 # ----------------------------------------------------------------------------- run pages
 
-def describe(config: Any) -> str:
-    """A short summary of a run's config: what the notebook will train (and its run id)."""
-    teachers = ", ".join(_teacher_label(t) for t in config.teachers) or "none"
-    base = cfg.profile_config(config.profile)
-    changed = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)
-               if f.name not in ("profile", "method", "teachers")
-               and getattr(config, f.name) != getattr(base, f.name)}
-    lines = [f"{_method_title(config.method)}, profile '{config.profile}', run id {config.run_id}",
-             f"teachers: {teachers}",
-             f"data: {config.dataset}, {config.epochs} epochs, batch {config.batch_size}, lr {config.lr:g}, "
-             f"{getattr(config, 'schedule', '?')} schedule, seed {config.seed}"]
-    if changed:
-        lines.append("differs from the profile's defaults: " + ", ".join(f"{k}={v!r}" for k, v in changed.items()))
-    return "\n".join(lines)
-
-
-def final_metrics(result: RunResult) -> dict[str, float]:
-    """The run's headline numbers rounded to 2 decimals (what notebooks print and golden tests compare)."""
-    m = result.metrics
-    return {"test_acc": round(m["test_acc"], 2), "best_val_acc": round(m["best_val_acc"], 2),
-            "best_epoch": int(m["best_epoch"]), "last_test_acc": round(m["last_test_acc"], 2)}
-
-
-def teacher_table(teachers: list[Any]) -> pd.DataFrame:
-    """Teachers (cakd.teachers.Teacher): validation and test accuracy (%), rounded."""
-    return pd.DataFrame.from_records(
-        [{"teacher": _teacher_label(t.config.name), "timm name": t.config.name, "input size": t.config.input_size,
-          "epochs": t.info["epochs"], "val_acc": round(t.info["best_val_acc"], 2),
-          "test_acc": round(t.info["test_acc"], 2)} for t in teachers], index="teacher")
-
-
 def run_teachers(result: RunResult) -> pd.DataFrame:
     """The teachers of a distillation run with their validation and test accuracy (%), rounded."""
     teachers = result.metrics.get("teachers", {})
@@ -281,27 +206,6 @@ def run_teachers(result: RunResult) -> pd.DataFrame:
         [{"teacher": _teacher_label(name), "val_acc": round(acc["val_acc"], 2),
           "test_acc": round(acc["test_acc"], 2)} for name, acc in teachers.items()],
         index="teacher", columns=["teacher", "val_acc", "test_acc"])
-
-
-def teacher_configs(profile: str, teachers: list[str]) -> list[Any]:
-    """The configs of `teachers` under `profile` (the ones every student run of it shares)."""
-    known = sorted(cfg.TEACHERS)
-    if isinstance(teachers, str) or not isinstance(teachers, (list, tuple)):   # papermill's `-p teachers resnet50`
-        raise ValueError(f"teachers={teachers!r} must be a list of teacher names, e.g. ['{known[0]}'] "
-                         f"(papermill: -y 'teachers: [{known[0]}]'); known teachers are {known}")
-    unknown = [t for t in teachers if not isinstance(t, str) or t not in cfg.TEACHERS]
-    if unknown or not teachers:
-        raise ValueError(f"teachers={teachers!r}: give one or more of {known}")
-    config = cfg.profile_config(profile)
-    return [config.teacher_config(name) for name in teachers]
-
-
-def describe_teachers(configs: list[Any]) -> str:
-    c = configs[0]
-    return (f"profile '{c.profile}': {c.dataset} data, {c.epochs} epochs of AdamW (lr {c.lr:g}, weight decay "
-            f"{c.weight_decay:g}, cosine), batch {c.batch_size}, ImageNet weights: {c.pretrained}, "
-            f"{c.model_scale} models\n" + "\n".join(f"{_teacher_label(t.name)}: run id {t.run_id}, input "
-                                                  f"{t.input_size}x{t.input_size}" for t in configs))
 
 
 def _check_seeds(seeds: int | None) -> int | None:
@@ -312,8 +216,4 @@ def _check_seeds(seeds: int | None) -> int | None:
 
 
 def _teacher_label(name: str) -> str:
-    return getattr(cfg, "TEACHER_LABELS", {}).get(name, name)
-
-
-def _method_title(method: str) -> str:
-    return getattr(cfg, "METHOD_TITLES", {}).get(method, method)
+    return TEACHERS[name].label

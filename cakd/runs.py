@@ -40,6 +40,7 @@ class RunResult:
         m = self.metrics
         return {"test_acc": round(m["test_acc"], 2), "best_val_acc": round(m["best_val_acc"], 2),
                 "best_epoch": int(m["best_epoch"]), "last_test_acc": round(m["last_test_acc"], 2),
+                "last_train_loss": float(f"{m['last_train_loss']:.6g}"),
                 "epochs": int(m["epochs"]), "teacher_forward_passes": int(m["teacher_forward_passes"])}
 
 

@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from . import files, paths
-from .config import RunConfig, Views
+from .config import RunConfig, Views, check_flag
 from .data import Splits, load_splits
 from .losses import LOSSES
 from .models import create_teacher, load_public_weights
@@ -67,6 +68,7 @@ class TeacherTraining:
 
 def load_teacher(config: RunConfig, name: str, splits: Splits | None = None, *, force: bool = False) -> LoadedTeacher:
     """Teacher `name` as `config.teacher_weights` says: published weights (never fine-tuned), or trained here."""
+    check_flag("force", force)
     if config.teacher_weights == "public":
         if splits is not None and splits.num_classes != PUBLIC_CLASSES:
             raise ValueError(f"teacher_weights='public': the published teachers predict {PUBLIC_CLASSES} classes, "
@@ -77,12 +79,14 @@ def load_teacher(config: RunConfig, name: str, splits: Splits | None = None, *, 
 
 
 def teacher_folder(training: TeacherTraining) -> Path:
+    paths.inside(paths.cache_home(), training.profile, "TeacherTraining.profile")   # not validated elsewhere
     return paths.inside(paths.teachers_dir(training.profile), training.run_id, "teacher")
 
 
 def load_or_train_teacher(training: TeacherTraining, device: str = "auto", splits: Splits | None = None, *,
                           force: bool = False) -> LoadedTeacher:
     """The teacher of `training`: loaded (weights verified against their hash) or trained now."""
+    check_flag("force", force)
     folder = teacher_folder(training)
     weights, info_path = folder / "model.pt", folder / "teacher.json"
     if not force and info_path.exists() and weights.exists():
@@ -98,6 +102,7 @@ def load_or_train_teacher(training: TeacherTraining, device: str = "auto", split
         splits = load_splits(_as_run_config(training))
     if force and folder.exists():
         shutil.rmtree(folder)
+    torch.manual_seed(training.seed)   # the same initial weights whatever the process ran before
     model = create_teacher(training.name, splits.num_classes, training.model_scale)
     ce = LOSSES["baseline"].fn
     result = fit(model, splits, ce, training.fit_config(resolved), checkpoint=folder / "resume.pt",

@@ -95,10 +95,11 @@ class CachedTeachers:
         return torch.stack([self._lookup(c.train, indices, view_ids) for c in self.caches]).float()
 
     def _lookup(self, array: Tensor, indices: Tensor, view_ids: Tensor) -> Tensor:
-        if array.device != indices.device:          # host-resident: gather on the host, one copy per step
+        # device *types*: torch.device("cuda:0") != torch.device("cuda"), yet both are this GPU
+        if array.device.type != indices.device.type:   # host-resident: gather on the host, one copy per step
             indices, view_ids = indices.cpu(), view_ids.cpu()
         block = array[indices] if array.dim() == 2 else array[indices, view_ids]
-        if block.device != self.device:
+        if block.device.type != self.device.type:
             block = (block.pin_memory() if self.device.type == "cuda" else block).to(self.device, non_blocking=True)
         return block
 

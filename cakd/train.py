@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+import warnings
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from . import files
+from . import files, graphed
 from .config import RunConfig, Views
 from .data import Split, Splits, apply_views, eval_images, random_views
 from .teaching import TeacherLogits, autocast_for, compute_dtype
@@ -46,13 +47,14 @@ class FitConfig:
     device: torch.device
     compile: bool = False
     eval_batch_size: int = 1024
+    cuda_graph: bool = True  # CUDA: the training step as one CUDA graph (cakd.graphed); speed only
 
     @classmethod
     def of(cls, config: RunConfig, device: torch.device) -> "FitConfig":
         """The student's optimisation, as the run's config says."""
         return cls(config.epochs, config.batch_size, config.lr, config.weight_decay, config.schedule,
                    config.cosine_epochs, config.eta_min, config.patience, config.views, config.precision,
-                   config.seed, device, config.compile, config.eval_batch_size)
+                   config.seed, device, config.compile, config.eval_batch_size, config.cuda_graph)
 
 
 @dataclass
@@ -113,7 +115,7 @@ def fit(model: nn.Module, splits: Splits, step_loss: StepLoss, cfg: FitConfig, *
         model.train()
         order = torch.randperm(len(train), generator=generator)[:seen]
         view_ids = random_views(len(train), cfg.views, generator)[:seen]
-        lr = optimizer.param_groups[0]["lr"]
+        lr = float(optimizer.param_groups[0]["lr"])   # a device tensor once the step is graphed
         sums = train_epoch(forward, optimizer, step_loss, train, order.to(device), view_ids.to(device), cfg,
                            teachers=teachers, autocast=autocast, scaler=scaler, dtype=dtype)
         scheduler.step()                                                   # per epoch, as Lightning does
@@ -163,35 +165,60 @@ def train_epoch(forward: Callable[[Tensor], Tensor], optimizer: torch.optim.Opti
                 train: Split, order: Tensor, view_ids: Tensor, cfg: FitConfig, *,
                 teachers: TeacherLogits | None = None, autocast: AbstractContextManager | None = None,
                 scaler: torch.amp.GradScaler | None = None, dtype: torch.dtype = torch.float32) -> dict[str, Tensor]:
-    """One optimisation step per full batch of `order` (device indices into `train`, with their view ids).
+    """One optimisation step (`train_step`) per full batch of `order` (device indices into `train`, with their
+    view ids). Returns the running sums of loss, train accuracy and diagnostics, still on the device: no host sync.
 
-    Returns the running sums of loss, train accuracy and diagnostics, still on the device: no host sync.
+    On CUDA with `cfg.cuda_graph`, the step is captured once as a CUDA graph and replayed (cakd.graphed); where
+    it cannot be (fp16, compile, online or host-resident teachers) it runs eagerly, with a warning saying why.
     `fit` calls it once per epoch; `cakd.bench` times it.
     """
-    autocast = autocast if autocast is not None else nullcontext()
-    sums: dict[str, Tensor] = {}
     b = cfg.batch_size
-    for first in range(0, len(order) // b * b, b):
-        indices, views = order[first:first + b], view_ids[first:first + b]
-        images, labels = apply_views(train.images[indices], views, cfg.views, dtype), train.labels[indices]
-        with autocast:
-            logits = forward(images)
-        teacher_logits = teachers(indices, views, images).to(dtype) if teachers is not None else None
-        loss, diagnostics = step_loss(logits.to(dtype), teacher_logits, labels)
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None and scaler.is_enabled():
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            optimizer.step()
-        n = len(labels)
-        _accumulate(sums, "loss", loss.detach() * n)
-        _accumulate(sums, "train_acc", (logits.argmax(1) == labels).sum() * 100.0)
-        for key, value in diagnostics.items():
-            _accumulate(sums, key, value * n)
+    batches = [(order[first:first + b], view_ids[first:first + b]) for first in range(0, len(order) // b * b, b)]
+    blocker = graphed.graph_blocker(cfg.device, cfg.precision, cfg.compile, teachers) if cfg.cuda_graph else "off"
+    if blocker is None:
+        autocast = graphed.graph_autocast(cfg.precision)
+
+        def body(indices: Tensor, views: Tensor) -> dict[str, Tensor]:
+            return train_step(forward, optimizer, step_loss, train, indices, views, cfg.views, teachers=teachers,
+                              autocast=autocast, dtype=dtype)
+        step = graphed.graphed_step(optimizer, (forward, step_loss, train.images, train.labels, teachers),
+                                    (b, cfg.views, cfg.precision, dtype))
+        step.begin_epoch()
+        for indices, views in batches:
+            step(indices, views, body)
+        return step.sums()
+    if blocker != "off" and cfg.device.type == "cuda":
+        warnings.warn(f"cuda_graph=True, but the training step runs eagerly: {blocker}", stacklevel=2)
+    sums: dict[str, Tensor] = {}
+    for indices, views in batches:
+        for key, value in train_step(forward, optimizer, step_loss, train, indices, views, cfg.views,
+                                     teachers=teachers, autocast=autocast, scaler=scaler, dtype=dtype).items():
+            _accumulate(sums, key, value)
     return sums
+
+
+def train_step(forward: Callable[[Tensor], Tensor], optimizer: torch.optim.Optimizer, step_loss: StepLoss,
+               train: Split, indices: Tensor, view_ids: Tensor, views: Views, *,
+               teachers: TeacherLogits | None = None, autocast: AbstractContextManager | None = None,
+               scaler: torch.amp.GradScaler | None = None, dtype: torch.dtype = torch.float32) -> dict[str, Tensor]:
+    """One optimisation step on train[indices] seen through `view_ids`. Returns the step's sums over its batch
+    (loss x B, correct x 100, each diagnostic x B) on the device; no host sync, so it can be graph-captured."""
+    images, labels = apply_views(train.images[indices], view_ids, views, dtype), train.labels[indices]
+    with autocast or nullcontext():
+        logits = forward(images)
+    teacher_logits = teachers(indices, view_ids, images).to(dtype) if teachers is not None else None
+    loss, diagnostics = step_loss(logits.to(dtype), teacher_logits, labels)
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None and scaler.is_enabled():
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        optimizer.step()
+    n = len(labels)
+    return {"loss": loss.detach() * n, "train_acc": (logits.argmax(1) == labels).sum() * 100.0,
+            **{key: value * n for key, value in diagnostics.items()}}
 
 
 @torch.no_grad()
@@ -216,8 +243,8 @@ def summarize(history: list[dict[str, float]]) -> dict[str, float]:
     best = max(range(len(history)), key=lambda i: (history[i]["val_acc"], -i))
     return {"test_acc": history[best]["test_acc"], "best_val_acc": history[best]["val_acc"],
             "best_epoch": history[best]["epoch"], "last_test_acc": history[-1]["test_acc"],
-            "last_val_acc": history[-1]["val_acc"], "epochs": history[-1]["epoch"],
-            "train_seconds": history[-1]["seconds"]}
+            "last_val_acc": history[-1]["val_acc"], "last_train_loss": history[-1]["loss"],
+            "epochs": history[-1]["epoch"], "train_seconds": history[-1]["seconds"]}
 
 
 class Progress:

@@ -75,3 +75,45 @@ def no_cifar_download(monkeypatch):
         raise urllib.error.URLError("offline (test)")
     monkeypatch.setattr(cifar, "download_and_extract_archive", offline)
     return tried
+
+
+# ----------------------------------------------------------------------------- trained smoke teachers, once
+
+@pytest.fixture(scope="session")
+def session_teachers(tmp_path_factory):
+    """The tiny teachers of `support.SESSION_TEACHERS`, trained once per pytest run into a session cache.
+
+    Returns the folder that holds them (`<cache home>/smoke/teachers`); tests take a copy (`smoke_teachers`).
+    Trained with the per-test setup's thread count and seed, in homes of its own.
+    """
+    from unittest import mock
+
+    from support import SESSION_TEACHERS, smoke_config
+
+    from cakd.data import load_splits
+    from cakd.teachers import load_teacher
+
+    base = tmp_path_factory.mktemp("session-teachers")
+    homes = {env: str(base / name) for env, name in
+             ((paths.RESULTS_ENV, "results"), (paths.CACHE_ENV, "cache"), (paths.DATA_ENV, "data"))}
+    threads = torch.get_num_threads()
+    with mock.patch.dict(os.environ, homes):
+        torch.set_num_threads(TORCH_THREADS)
+        try:
+            config = smoke_config(method="ca_wkd", teachers=SESSION_TEACHERS)
+            splits = load_splits(config)
+            for name in SESSION_TEACHERS:
+                load_teacher(config, name, splits)
+        finally:
+            torch.set_num_threads(threads)
+    return base / "cache" / "smoke" / "teachers"
+
+
+@pytest.fixture
+def smoke_teachers(session_teachers, isolated_homes):
+    """A copy of the session's trained tiny teachers in this test's cache home (a test may retrain or damage it)."""
+    import shutil
+
+    target = isolated_homes["cache"] / "smoke" / "teachers"
+    shutil.copytree(session_teachers, target)
+    return target

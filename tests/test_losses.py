@@ -1,4 +1,4 @@
-"""The report's losses (cakd.losses) against values worked out by hand, and their invariants (DESIGN section 2).
+"""The report's losses (cakd.losses) against values worked out by hand, and their invariants (report section 3).
 
 Logits are built from logs so that softmaxes are simple fractions: softmax([ln 3, 0, 0, 0]) = [3, 1, 1, 1] / 6.
 """
@@ -10,9 +10,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cakd.config import METHODS
+from cakd.config import RunConfig
 from cakd.losses import (LOSSES, adaptive_alpha_loss, alpha_guided_loss, ca_wkd_loss, ce_loss, kd_loss,
-                         kl_per_sample, teacher_weights)
+                         kl_per_sample, register_loss, teacher_weights)
+from support import D, R50
 
 LN2, LN3, LN4 = math.log(2), math.log(3), math.log(4)
 
@@ -45,13 +46,24 @@ def random_inputs(k: int = 3, b: int = 8, c: int = 10, seed: int = 0, scale: flo
 
 # ----------------------------------------------------------------------------- registry
 
-def test_registry_keys_are_the_config_methods():
-    assert set(LOSSES) == set(METHODS)
-
-
 def test_registry_maps_names_to_the_loss_functions():
-    assert LOSSES["baseline"] is ce_loss and LOSSES["kd"] is kd_loss and LOSSES["ca_wkd"] is ca_wkd_loss
-    assert LOSSES["alpha_guided"] is alpha_guided_loss and LOSSES["adaptive_alpha"] is adaptive_alpha_loss
+    assert LOSSES["baseline"].fn is ce_loss and LOSSES["kd"].fn is kd_loss and LOSSES["ca_wkd"].fn is ca_wkd_loss
+    assert LOSSES["alpha_guided"].fn is alpha_guided_loss and LOSSES["adaptive_alpha"].fn is adaptive_alpha_loss
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_every_registered_loss_is_a_valid_method_with_its_teachers(name):
+    # K = 0, 1 or 2 teachers as the loss declares; RunConfig takes the method from the registry
+    teachers = {"none": (), "one": (R50,), "several": (D, R50)}[LOSSES[name].teachers]
+    assert RunConfig(method=name, teachers=teachers).loss is LOSSES[name]
+
+
+def test_register_loss_refuses_reads_that_are_not_its_keywords(monkeypatch):
+    monkeypatch.setattr("cakd.losses.LOSSES", dict(LOSSES))
+    with pytest.raises(TypeError, match=r"reads=\('alpha',\) but takes keywords \('temperature',\)"):
+        @register_loss("bad_kd", title="Bad KD", teachers="one", reads=("alpha",))
+        def bad_kd(student_logits, teacher_logits, labels, *, temperature):
+            return student_logits.sum(), {}
 
 
 # ----------------------------------------------------------------------------- KL building block
@@ -199,6 +211,46 @@ def test_ca_wkd_weighting_batch_changes_the_loss():
     close(per_sample[1]["kd"], 2 / 3 * KL_0)
     close(per_batch[1]["kd"], KL_0 / 2)
     close(per_batch[0], KL_0 / 2 + LN4)
+
+
+# Two samples, label 0, student uniform: sample 0 has the teachers above (w = [2/3, 1/3], KL = [KL_0, 0]);
+# sample 1 has two uniform teachers (equal CE ln 4 -> w = [1/2, 1/2], KL = [0, 0]).
+UNEVEN_TEACHERS = torch.tensor([[[LN3, 0., 0., 0.], [0., 0., 0., 0.]], [[0., 0., 0., 0.], [0., 0., 0., 0.]]])
+TWO_STUDENTS, TWO_LABELS = torch.zeros(2, 4), torch.tensor([0, 0])
+
+
+def test_ca_wkd_batch_mean_weighting_is_the_authors_mean_weight_times_mean_kl():
+    # authors' code: sum_k mean_i(w_k,i) * mean_i(KL_k,i)
+    # mean_i w = [(2/3 + 1/2) / 2, (1/3 + 1/2) / 2] = [7/12, 5/12]; mean_i KL = [KL_0 / 2, 0]
+    # -> KD = 7/12 * KL_0 / 2 = 7/24 KL_0 (Eq. 3 per sample: mean(2/3 KL_0, 0) = 8/24 KL_0)
+    loss, diag = ca_wkd_loss(TWO_STUDENTS, UNEVEN_TEACHERS, TWO_LABELS, temperature=1.0, weighting="batch_mean")
+    close(diag["kd"], 7 / 24 * KL_0)
+    close(diag["teacher_weights"], [7 / 12, 5 / 12])
+    close(loss, 7 / 24 * KL_0 + LN4)
+    _, per_sample = ca_wkd_loss(TWO_STUDENTS, UNEVEN_TEACHERS, TWO_LABELS, temperature=1.0)
+    close(per_sample["kd"], KL_0 / 3)
+
+
+def test_alpha_guided_as_the_authors_coded_it():
+    # m2_confidence='teacher_true_class': conf_i = mean_k p_k(y_i) at temperature 1
+    #   sample 0: (1/2 + 1/4) / 2 = 3/8; sample 1: (1/4 + 1/4) / 2 = 1/4
+    # m2_gate='sample_mean', gamma 5, theta 0.3: gate = (sigmoid(5 (3/8 - 0.3)) + sigmoid(5 (1/4 - 0.3))) / 2
+    #   = (sigmoid(0.375) + sigmoid(-0.25)) / 2 = (0.592667 + 0.437823) / 2 = 0.515245
+    # KD (batch_mean) = 7/24 KL_0 (above); CE = ln 4; m2_ce_weight 0.5: L = gate KD + (1 - gate) * 0.5 ln 4
+    gate = (sigmoid(0.375) + sigmoid(-0.25)) / 2
+    loss, diag = alpha_guided_loss(TWO_STUDENTS, UNEVEN_TEACHERS, TWO_LABELS, temperature=1.0, gamma=5.0,
+                                   theta=0.3, weighting="batch_mean", m2_confidence="teacher_true_class",
+                                   m2_gate="sample_mean", m2_ce_weight=0.5)
+    close(diag["alpha"], gate)
+    close(diag["kd"], 7 / 24 * KL_0)
+    close(loss, gate * 7 / 24 * KL_0 + (1 - gate) * 0.5 * LN4)
+
+
+def test_alpha_guided_batch_gate_is_the_sigmoid_of_the_mean_confidence():
+    # m2_gate='batch' with the same confidences: sigmoid(5 ((3/8 + 1/4) / 2 - 0.3)) = sigmoid(0.0625) = 0.515620
+    _, diag = alpha_guided_loss(TWO_STUDENTS, UNEVEN_TEACHERS, TWO_LABELS, temperature=1.0, gamma=5.0,
+                                m2_confidence="teacher_true_class")
+    close(diag["alpha"], sigmoid(0.0625))
 
 
 def test_ca_wkd_aggregation_mean_logits_is_kl_to_the_weighted_mean_of_logits():
@@ -402,6 +454,8 @@ BAD_OPTIONS = [
     (alpha_guided_loss, "aggregation", "max"),
     (alpha_guided_loss, "confidence_temperature", 1.0),
     (alpha_guided_loss, "m2_confidence", "entropy"),
+    (alpha_guided_loss, "m2_gate", "max"),
+    (alpha_guided_loss, "m2_ce_weight", float("nan")),
     (alpha_guided_loss, "gamma", float("nan")),
     (alpha_guided_loss, "theta", float("inf")),
     (adaptive_alpha_loss, "m3_alpha", "teacher"),

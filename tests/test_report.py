@@ -184,9 +184,19 @@ def test_estimate_table1_adds_runs_and_caches():
                               {n: t["images_per_s"] for n, t in rates["teacher_forward"].items()}, 15_000.0, "smoke")
     # each run: epochs x 45,000 / 45,000 + epochs x 15,000 / 15,000 = 2 x epochs seconds
     assert e["student_total_s"] == pytest.approx(sum(2 * r.config("smoke").epochs for r in manifest.all_rows()))
-    # each teacher: (45,000 x 162 views + 15,000) / 1,000 images/s
-    assert e["cache_build_total_s"] == pytest.approx(len(e["cache_build_s"]) * (45_000 * 162 + 15_000) / 1_000)
+    # smoke teaches as the authors did (clean image): each teacher (45,000 + 15,000) / 1,000 images/s
+    assert e["cache_build_total_s"] == pytest.approx(len(e["cache_build_s"]) * (45_000 + 15_000) / 1_000)
     assert e["total_s"] == pytest.approx(e["student_total_s"] + e["cache_build_total_s"])
+
+
+def test_estimate_of_consistent_teaching_caches_every_view():
+    rates = _record("consistent")
+    e = costs.estimate_table1({n: p["images_per_s"] for n, p in rates["pipelines"].items()},
+                              {n: t["images_per_s"] for n, t in rates["teacher_forward"].items()}, 15_000.0,
+                              "consistent")
+    # each teacher: (45,000 x 162 views + 15,000) / 1,000 images/s
+    assert e["views_per_image"] == 162
+    assert e["cache_build_total_s"] == pytest.approx(len(e["cache_build_s"]) * (45_000 * 162 + 15_000) / 1_000)
 
 
 def test_no_estimate_from_a_stand_in_benchmark():

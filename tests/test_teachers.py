@@ -1,73 +1,95 @@
-"""Teacher fine-tuning: checkpoint with a content hash, reuse, tamper detection, offline errors."""
+"""Teachers as a run needs them (cakd.teachers): published weights frozen, or tiny ones trained here once with
+a content hash, reused, tamper-checked."""
+import urllib.error
+
 import pytest
 import torch
 
-from cakd import files, paths, teachers
+from cakd import files, teachers
 from cakd.config import profile_config
-from cakd.data import load_splits
-from cakd.models import PretrainedUnavailableError
+from cakd.data import Split, Splits
+from cakd.models import PRETRAINED_DIR_ENV, PretrainedUnavailableError, create_teacher
 from cakd.runs import load_or_train
-
-SMALL = dict(synthetic_size=120, batch_size=16, teacher_epochs=1, teacher_batch_size=16)
-
-
-def _teacher_config(name="resnet18", **overrides):
-    return profile_config("smoke", **{**SMALL, **overrides}).teacher_config(name)
+from cakd.teachers import TeacherTraining, load_or_train_teacher, load_teacher, teacher_folder
+from support import D, R18, smoke_config
 
 
-def test_finetune_saves_weights_with_their_hash_and_accuracies():
-    tc = _teacher_config()
-    teacher = teachers.load_or_finetune(tc)
-    folder = teachers.teacher_folder(tc)
+def _training(name=R18, **overrides):
+    return TeacherTraining.of(smoke_config(method="kd", teachers=[name], **overrides), name)
+
+
+def test_trained_teacher_is_saved_with_its_hash_and_accuracies(smoke_teachers):
+    training = _training()
+    teacher = load_or_train_teacher(training)
+    folder = teacher_folder(training)
     state = files.torch_load(folder / "model.pt")
     info = files.read_json(folder / "teacher.json")
-    assert info["weights"] == files.state_digest(state)
+    assert info["weights"] == files.state_digest(state) == teacher.weights_digest
     assert 0 <= info["test_acc"] <= 100 and 0 <= info["best_val_acc"] <= 100
-    assert len(info["history"]) == tc.epochs
-    assert (paths.results_home() / "smoke" / "teachers" / f"{tc.run_id}.json").is_file()
-    assert teacher.info["weights"] == info["weights"]
+    assert len(info["history"]) == training.epochs == 1
+    assert not (folder / "resume.pt").exists()                   # finished: the resume state is spent
 
 
-def test_finetuned_teacher_is_loaded_not_retrained(monkeypatch):
-    tc = _teacher_config()
-    first = teachers.load_or_finetune(tc)
+def test_trained_teacher_is_loaded_not_retrained(smoke_teachers, monkeypatch):
+    training = _training()
+    first = load_or_train_teacher(training)
     monkeypatch.setattr(teachers, "fit", lambda *a, **k: pytest.fail("a finished teacher was retrained"))
-    again = teachers.load_or_finetune(tc)
-    for a, b in zip(first.model.state_dict().values(), again.model.state_dict().values()):
-        assert torch.equal(a, b)
+    again = load_or_train_teacher(training)
+    assert files.state_digest(again.model.state_dict()) == files.state_digest(first.model.state_dict())
 
 
-def test_tampered_teacher_checkpoint_is_detected_and_retrained():
-    tc = _teacher_config()
-    first = teachers.load_or_finetune(tc)
-    path = teachers.teacher_folder(tc) / "model.pt"
+def test_tampered_teacher_checkpoint_is_detected_and_retrained(smoke_teachers):
+    training = _training()
+    first = load_or_train_teacher(training)
+    path = teacher_folder(training) / "model.pt"
     state = files.torch_load(path)
     name = next(iter(state))
     state[name] = state[name] + 1
     files.torch_save(state, path)
     with pytest.warns(UserWarning, match="does not match its recorded hash"):
-        again = teachers.load_or_finetune(tc)
-    assert again.info["weights"] == first.info["weights"]          # same seed: the same teacher again
+        again = load_or_train_teacher(training)
+    assert again.weights_digest == first.weights_digest         # same seed: the same teacher again
 
 
-def test_pretrained_full_teacher_offline_fails_before_training_with_the_fixes(monkeypatch):
-    import timm
-
-    def offline(*args, **kwargs):
-        if kwargs.get("pretrained"):
-            raise OSError("We couldn't connect to 'https://huggingface.co'")
-        return real(*args, **kwargs)
-
-    real = timm.create_model
-    monkeypatch.setattr(timm, "create_model", offline)
-    tc = profile_config("smoke", **SMALL, model_scale="full", teacher_pretrained=True).teacher_config("resnet18")
-    with pytest.raises(PretrainedUnavailableError, match="CAKD_PRETRAINED_DIR.*teacher_pretrained=False"):
-        teachers.load_or_finetune(tc, load_splits(tc))
-    assert not (teachers.teacher_folder(tc) / "model.pt").exists()
+def test_a_teacher_trained_here_is_shared_by_every_student_run(smoke_teachers, monkeypatch):
+    # the student's own options (method, lr, temperature) are not the teacher's: one teacher for all
+    monkeypatch.setattr(teachers, "fit", lambda *a, **k: pytest.fail("the session teacher was not reused"))
+    config = smoke_config(method="ca_wkd", teachers=[D, R18], lr=1e-3, temperature=8.0, seed=3)
+    assert TeacherTraining.of(config, D) == _training(D)
+    load_teacher(config, D)
 
 
+def test_public_teacher_offline_fails_before_any_training_with_the_fixes(monkeypatch):
+    def offline(url, dst, *args, **kwargs):
+        raise urllib.error.URLError("offline (test)")
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    monkeypatch.setattr(teachers, "fit", lambda *a, **k: pytest.fail("a public teacher must never be trained"))
+    config = smoke_config(method="kd", teachers=[R18], model_scale="full", teacher_weights="public")
+    with pytest.raises(PretrainedUnavailableError, match=f"connect to the internet.*{PRETRAINED_DIR_ENV}"):
+        load_teacher(config, R18)
+
+
+def test_public_teacher_is_the_saved_checkpoint_frozen(tmp_path, monkeypatch):
+    torch.manual_seed(3)
+    saved = create_teacher(R18, 100).net.state_dict()
+    torch.save(saved, tmp_path / f"{R18}.pth")
+    monkeypatch.setenv(PRETRAINED_DIR_ENV, str(tmp_path))
+    config = smoke_config(method="kd", teachers=[R18], model_scale="full", teacher_weights="public")
+    teacher = load_teacher(config, R18)
+    assert teacher.weights_digest == files.state_digest(saved) and teacher.info == {"weights": "public"}
+
+
+def test_public_teachers_refuse_a_dataset_with_other_classes():
+    # the checkpoints predict CIFAR-100's 100 classes; a 2-class image folder cannot use them
+    one = Split(torch.zeros(2, 3, 32, 32, dtype=torch.uint8), torch.tensor([0, 1]))
+    config = smoke_config(method="kd", teachers=[R18], model_scale="full", teacher_weights="public")
+    with pytest.raises(ValueError, match="teacher_weights='train'"):
+        load_teacher(config, R18, Splits(one, one, one, 2, "two-classes"))
+
+
+@pytest.mark.slow
 def test_smoke_students_clearly_beat_chance():
-    """The smoke profile as shipped (synthetic data, tiny student) learns: chance is 1%."""
+    """The smoke profile as shipped (2,400 generated images, 5 epochs, tiny student) learns: chance is 1%."""
     baseline = load_or_train(profile_config("smoke", method="baseline"))
     assert baseline.accuracy > 30
-    assert baseline.metrics["student_params"] == 286_468
+    assert baseline.metrics["student_params"] == 323_460

@@ -23,10 +23,12 @@ import pytest
 import torch
 import yaml
 
-from cakd import bench, paths, reproduce, runs, teachers
+from cakd import paths, runs, teachers
 from cakd.config import RunConfig, profile_config
 from cakd.data import DataUnavailableError
-from cakd.report import teacher_configs
+from cakd.notebook import teachers_config
+from cakd.teachers import TeacherTraining
+from support import D, R18, R50, smoke_config
 
 KERNEL = "python3"
 
@@ -68,17 +70,21 @@ def execute(notebook: Path, output: Path, parameters: dict, cwd: Path) -> None:
 PAPERMILL_CASES = [
     ("method3-temperature-0", "method3", ["-p", "temperature", "0"], "temperature", "temperature=0 ", "> 0"),
     ("single-teacher-profile-mars", "single_teacher", ["-p", "profile", "mars"], "profile", "'mars'", "'smoke'"),
-    ("method1-one-teacher", "method1", ["-y", "teachers: [resnet50]"], "teachers", "('resnet50',)", "K >= 2"),
-    ("single-teacher-alpha-1.5", "single_teacher", ["-p", "alpha", "1.5"], "alpha", "alpha=1.5", "[0, 1]"),
+    ("method1-one-teacher", "method1", ["-y", f"teachers: [{R50}]"], "teachers", f"('{R50}',)", "K >= 2"),
+    ("single-teacher-alpha-1.5", "single_teacher", ["-p", "alpha", "1.5"], "alpha", "alpha=1.5", "<= 1"),
     ("baseline-epochs-0", "baseline", ["-p", "epochs", "0"], "epochs", "epochs=0 ", ">= 1"),
-    ("teachers-unknown-name", "teachers", ["-y", "teachers: [resnet51]"], "teachers", "'resnet51'", "densenet121"),
+    ("method3-unknown-name", "method3", ["-p", "tempreature", "4"], "temperature", "'tempreature'",
+     "did you mean"),
+    ("teachers-unknown-name", "teachers", ["-y", "teachers: [resnet51]"], "teachers", "'resnet51'", D),
     ("results-seeds-0", "results", ["-p", "seeds", "0"], "seeds", "seeds=0 ", ">= 1"),
     ("method2-gamma-nan", "method2", ["-p", "gamma", "nan"], "gamma", "gamma=nan", "finite number"),
-    ("method3-teachers-as-a-string", "method3", ["-p", "teachers", "resnet50"], "teachers", "teachers='resnet50'",
+    ("method3-teachers-as-a-string", "method3", ["-p", "teachers", R50], "teachers", f"teachers='{R50}'",
      "list of teacher names"),
+    ("method3-force-yes", "method3", ["-p", "force", "yes"], "force", "force='yes'", "True or False"),
 ]
 
 
+@pytest.mark.notebook
 @pytest.mark.parametrize("notebook, args, field, value, allowed", [c[1:] for c in PAPERMILL_CASES],
                          ids=[c[0] for c in PAPERMILL_CASES])
 def test_bad_notebook_parameter_stops_the_config_cell_before_any_work(notebook, args, field, value, allowed,
@@ -89,7 +95,7 @@ def test_bad_notebook_parameter_stops_the_config_cell_before_any_work(notebook, 
     with pytest.raises(papermill.PapermillExecutionError) as error:
         execute(paths.NOTEBOOKS / f"{notebook}.ipynb", output, parameters, cwd)
     e = error.value
-    assert e.ename == "ValueError", f"{e.ename}: {e.evalue}"
+    assert e.ename in ("NotebookStop", "ValueError"), f"{e.ename}: {e.evalue}"
     assert re.search(rf"\b{field}\b", e.evalue) and value in e.evalue and allowed in e.evalue, e.evalue
 
     # the failing cell is the first code cell after papermill's injected parameters, and nothing ran after it
@@ -105,6 +111,7 @@ def test_bad_notebook_parameter_stops_the_config_cell_before_any_work(notebook, 
     assert list(cwd.iterdir()) == []
 
 
+@pytest.mark.notebook
 def test_papermill_kernels_see_the_test_homes(isolated_homes, tmp_path):
     # the notebook kernel inherits os.environ, so the checks above look at the homes the notebooks would use
     nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": KERNEL, "display_name": "Python 3",
@@ -124,21 +131,21 @@ def test_papermill_cli_converts_nan_to_a_float_and_yaml_keeps_it_a_string():
     # the two ways `gamma nan` reaches a notebook: both are refused with the field's name (see below)
     assert math.isnan(papermill_cli_parameters("-p", "gamma", "nan")["gamma"])
     assert papermill_cli_parameters("-y", "gamma: nan") == {"gamma": "nan"}
-    assert papermill_cli_parameters("-p", "teachers", "resnet50") == {"teachers": "resnet50"}
+    assert papermill_cli_parameters("-p", "teachers", R50) == {"teachers": R50}
 
 
 # ----------------------------------------------------------------------------- odd types papermill can pass
 
-M2 = dict(method="alpha_guided", teachers=["densenet121", "resnet50"])
+M2 = dict(method="alpha_guided", teachers=[D, R50])
 ODD_PARAMETERS = [   # (id, profile_config keyword arguments, field): a ValueError, never a TypeError
     ("gamma-nan-string", dict(M2, gamma="nan"), "gamma"),                       # -y 'gamma: nan'
     ("teachers-int", dict(M2, teachers=5), "teachers"),                         # -p teachers 5
-    ("teachers-nested-list", dict(M2, teachers=[["resnet50"], "densenet121"]), "teachers"),
-    ("teachers-dict", dict(M2, teachers={"resnet50": 1}), "teachers"),
+    ("teachers-nested-list", dict(M2, teachers=[[R50], D]), "teachers"),
+    ("teachers-dict", dict(M2, teachers={R50: 1}), "teachers"),
     ("profile-list", dict(profile=["smoke"]), "profile"),                        # -y 'profile: [smoke]'
     ("profile-none", dict(profile=None), "profile"),
     ("temperature-string", dict(M2, temperature="4"), "temperature"),           # -r temperature 4
-    ("use-ce-string", dict(method="adaptive_alpha", teachers=["densenet121", "resnet50"], use_ce="False"), "use_ce"),
+    ("use-ce-string", dict(method="adaptive_alpha", teachers=[D, R50], use_ce="False"), "use_ce"),
 ]
 
 
@@ -150,16 +157,30 @@ def test_odd_parameter_types_raise_value_error_naming_the_field(kwargs, field):
     assert re.search(rf"\b{field}\b", str(error.value)), str(error.value)
 
 
-@pytest.mark.parametrize("bad", ["resnet50", 5, [["resnet50"]], [], ["resnet51"]],
-                         ids=["string", "int", "nested-list", "empty", "unknown"])
-def test_teachers_notebook_parameter_is_checked_with_its_name(bad):
-    with pytest.raises(ValueError, match=r"teachers=.*densenet121"):
-        teacher_configs("smoke", bad)
+def _teachers_page(teachers, **overrides):
+    """The teachers page's namespace after papermill: its parameters at their defaults, then the injected ones."""
+    from cakd.notebook import parameters_source
+
+    namespace: dict = {}
+    exec(parameters_source("teachers"), namespace)
+    del namespace["__builtins__"]
+    return {**namespace, "profile": "smoke", "teachers": teachers, **overrides}
+
+
+@pytest.mark.parametrize("bad", [5, [[R50]], ["resnet51"], ["resnet50"]],
+                         ids=["int", "nested-list", "unknown", "old-name"])
+def test_teachers_page_parameter_is_checked_with_its_name(bad):
+    from cakd.notebook import NotebookStop
+
+    with pytest.raises(NotebookStop, match=rf"teachers=.*{D}"):
+        teachers_config(_teachers_page(bad))
 
 
 def test_teachers_given_as_a_string_says_how_to_give_a_list():
-    with pytest.raises(ValueError, match=r"list of teacher names.*-y 'teachers: \[resnet50\]'"):
-        teacher_configs("smoke", "resnet50")
+    from cakd.notebook import NotebookStop
+
+    with pytest.raises(NotebookStop, match=rf"list of teacher names.*-y 'teachers: \[{R50}\]'"):
+        teachers_config(_teachers_page(R50))
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -171,6 +192,11 @@ def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = No
 
 # (id, arguments, field, the bad value as the message shows it); {tmp} is the test's tmp_path
 CLI_CASES = [
+    ("config-unknown-row", ["config", "nope"], "row", "'nope'"),
+    ("config-profile-mars", ["config", "baseline", "--profile", "mars"], "profile", "'mars'"),
+    ("config-set-lr-0", ["config", "baseline", "--set", "lr=0"], "lr", "lr=0"),
+    ("config-set-without-value", ["config", "baseline", "--set", "lr"], "set", "'lr'"),
+    ("config-set-unknown-option", ["config", "baseline", "--set", "tempreature=4"], "temperature", "'tempreature'"),
     ("reproduce-profile-mars", ["reproduce", "--profile", "mars"], "profile", "'mars'"),
     ("reproduce-unknown-row", ["reproduce", "--rows", "baseline", "nope"], "row", "'nope'"),
     ("reproduce-seeds-0", ["reproduce", "--seeds", "0"], "seeds", "seeds=0"),
@@ -181,12 +207,13 @@ CLI_CASES = [
 ]
 
 
+@pytest.mark.slow   # one interpreter start (torch import) each
 @pytest.mark.parametrize("args, field, value", [c[1:] for c in CLI_CASES], ids=[c[0] for c in CLI_CASES])
 def test_bad_cli_argument_is_one_line_on_stderr_before_any_work(args, field, value, isolated_homes, tmp_path):
     pages_before = sorted(paths.BOOK_RUNS.glob("*")) if paths.BOOK_RUNS.exists() else None
     args, value = [a.format(tmp=tmp_path) for a in args], value.format(tmp=tmp_path)
     out = run_cli(*args, env={"CUDA_VISIBLE_DEVICES": ""}, cwd=tmp_path)   # no GPU for any case
-    assert out.returncode == 2, out
+    assert out.returncode == 2, out.stderr[-3000:]
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in out.stderr, out.stderr
     assert lines[0].startswith(f"cakd {args[0]}: error: ")
@@ -202,6 +229,7 @@ ARGPARSE_CASES = [   # argparse's own errors: usage, then one `error:` line nami
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args, option, value", [c[1:] for c in ARGPARSE_CASES], ids=[c[0] for c in ARGPARSE_CASES])
 def test_bad_cli_argument_type_is_argparse_usage_and_one_error_line(args, option, value, isolated_homes):
     out = run_cli(*args)
@@ -216,13 +244,13 @@ def test_bad_cli_argument_type_is_argparse_usage_and_one_error_line(args, option
 
 @pytest.fixture
 def no_work(monkeypatch):
-    """Data loading and teacher fine-tuning fail the test if they are reached."""
+    """Data loading and teacher training fail the test if they are reached."""
     for module, name in ((runs, "load_splits"), (teachers, "load_splits"), (runs, "teacher_logits")):
         monkeypatch.setattr(module, name, lambda *a, name=name, **k: pytest.fail(f"{name} reached: checked too late"))
 
 
 def kd_config(**overrides) -> RunConfig:
-    return profile_config("smoke", method="kd", teachers=("resnet50",), **overrides)
+    return smoke_config(method="kd", teachers=(R50,), **overrides)
 
 
 def test_cuda_device_without_cuda_fails_before_data_or_teachers(isolated_homes, no_work, monkeypatch):
@@ -247,12 +275,12 @@ def test_force_with_a_bad_device_keeps_the_finished_run(isolated_homes, no_work,
 def test_teacher_force_with_a_bad_device_keeps_the_teacher(isolated_homes, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(teachers, "load_splits", lambda *a, **k: pytest.fail("data loaded before the device check"))
-    tc = kd_config(device="cuda").teacher_config("resnet50")
+    tc = TeacherTraining.of(kd_config(), R50)
     folder = teachers.teacher_folder(tc)
     folder.mkdir(parents=True)
     (folder / "teacher.json").write_text("{}")
     with pytest.raises(ValueError, match="device"):
-        teachers.load_or_finetune(tc, force=True)
+        teachers.load_or_train_teacher(tc, "cuda", force=True)
     assert (folder / "teacher.json").exists()
 
 
@@ -282,8 +310,14 @@ def test_force_must_be_a_bool(bad, isolated_homes, no_work):
     # papermill's `-p force yes` is the string 'yes': it must not count as True (and retrain)
     with pytest.raises(ValueError, match=rf"force={re.escape(repr(bad))} must be True or False"):
         runs.load_or_train(kd_config(), force=bad)
-    with pytest.raises(ValueError, match="force="):
-        teachers.load_or_finetune(kd_config().teacher_config("resnet50"), force=bad)
+    assert written(isolated_homes) == []
+
+
+@pytest.mark.parametrize("bad", ["yes", "False", 1, None])
+def test_teacher_force_must_be_a_bool(bad, isolated_homes, no_work):
+    # `force='False'` is truthy: it would delete a trained teacher and train it again
+    with pytest.raises(ValueError, match=rf"force={re.escape(repr(bad))} must be True or False"):
+        teachers.load_or_train_teacher(TeacherTraining.of(kd_config(), R50), force=bad)
     assert written(isolated_homes) == []
 
 
@@ -301,6 +335,8 @@ REPRODUCE_BAD = [   # (id, reproduce keyword arguments, the field the message na
 
 @pytest.mark.parametrize("kwargs, field", [c[1:] for c in REPRODUCE_BAD], ids=[c[0] for c in REPRODUCE_BAD])
 def test_reproduce_checks_every_argument_before_any_work(kwargs, field, isolated_homes, monkeypatch):
+    from cakd import reproduce
+
     monkeypatch.setattr(reproduce, "ensure_kernel", lambda: pytest.fail("work started before validation"))
     logged = []
     with pytest.raises(ValueError) as error:
@@ -311,6 +347,8 @@ def test_reproduce_checks_every_argument_before_any_work(kwargs, field, isolated
 
 @pytest.mark.parametrize("name", ["results", "folder.json", "bench.md"])
 def test_bench_out_must_be_a_json_file(name, tmp_path, monkeypatch):
+    from cakd import bench
+
     monkeypatch.setattr(bench, "resolve_device", lambda *a: pytest.fail("work started before validation"))
     (tmp_path / "results").mkdir()
     (tmp_path / "folder.json").mkdir()
@@ -333,22 +371,28 @@ def test_run_folder_and_checkpoint_stay_in_their_homes(name):
 
 @pytest.mark.parametrize("name", ESCAPES)
 def test_teacher_folder_stays_in_the_cache_home(name):
-    tc = dataclasses.replace(profile_config("smoke").teacher_config("resnet50"), name=name)
-    with pytest.raises(ValueError, match=r"TeacherConfig\.name=.* escapes"):
+    tc = dataclasses.replace(TeacherTraining.of(kd_config(), R50), name=name)
+    with pytest.raises(ValueError, match=r"teacher=.* escapes"):
         teachers.teacher_folder(tc)
-    with pytest.raises(ValueError, match=r"TeacherConfig\.profile=.* escapes"):
-        teachers.teacher_folder(dataclasses.replace(tc, name="resnet50", profile=name))
 
 
-def test_forced_fine_tune_of_an_escaping_teacher_deletes_nothing_outside(isolated_homes):
-    tc = dataclasses.replace(profile_config("smoke").teacher_config("resnet50"), name="../../../victim")
+@pytest.mark.parametrize("name", ESCAPES)
+def test_teacher_folder_refuses_an_escaping_profile(name):
+    # TeacherTraining is a plain dataclass: its profile is a path part too (force=True deletes that folder)
+    tc = dataclasses.replace(TeacherTraining.of(kd_config(), R50), profile=name)
+    with pytest.raises(ValueError, match=r"escapes"):
+        teachers.teacher_folder(tc)
+
+
+def test_forced_training_of_an_escaping_teacher_deletes_nothing_outside(isolated_homes):
+    tc = dataclasses.replace(TeacherTraining.of(kd_config(), R50), name="../../../victim")
     victim = Path(os.path.normpath(paths.teachers_dir("smoke") / tc.run_id))   # where `/` would have led
     assert paths.cache_home() not in victim.parents
     victim.mkdir()
     (victim / "keep.txt").write_text("mine")
     try:
-        with pytest.raises(ValueError, match="TeacherConfig.name"):
-            teachers.load_or_finetune(tc, force=True)
+        with pytest.raises(ValueError, match="teacher="):
+            teachers.load_or_train_teacher(tc, force=True)
         assert (victim / "keep.txt").read_text() == "mine"
     finally:
         (victim / "keep.txt").unlink()
@@ -357,6 +401,8 @@ def test_forced_fine_tune_of_an_escaping_teacher_deletes_nothing_outside(isolate
 
 @pytest.mark.parametrize("name", ESCAPES)
 def test_book_pages_stay_in_book_runs(name):
+    from cakd import reproduce
+
     pages_before = sorted(paths.BOOK_RUNS.glob("*")) if paths.BOOK_RUNS.exists() else None
     with pytest.raises(ValueError, match=rf"row={re.escape(repr(name + '.ipynb'))} escapes"):
         reproduce.write_placeholder(name, "Title", "smoke", "")
@@ -366,9 +412,14 @@ def test_book_pages_stay_in_book_runs(name):
 def test_valid_names_keep_their_folders(isolated_homes):
     # `inside` changes no path for the names cakd makes: the registry and the caches are found where they were
     config = kd_config()
-    tc = config.teacher_config("resnet50")
+    tc = TeacherTraining.of(config, R50)
     assert runs.run_folder(config) == isolated_homes["results"].resolve() / "smoke" / "runs" / config.run_id
     assert runs.checkpoint_path(config) == isolated_homes["cache"].resolve() / "smoke" / "checkpoints" / \
         f"{config.run_id}.pt"
     assert teachers.teacher_folder(tc) == isolated_homes["cache"].resolve() / "smoke" / "teachers" / tc.run_id
+
+
+def test_valid_book_page_names_keep_their_folder():
+    from cakd import reproduce
+
     assert reproduce._page("baseline") == paths.BOOK_RUNS / "baseline.ipynb"

@@ -1,0 +1,136 @@
+"""The training step as one CUDA graph: augmentation, forward, loss, backward and AdamW captured once, then
+replayed for every batch, so a step costs one launch and no Python (issue 15; `train.train_epoch` uses it).
+
+The graph reads its batch from static index buffers and adds its per-step sums into static accumulators: the
+per-epoch sums need no host sync. AdamW must be capturable with its learning rate in a device tensor, which
+CosineAnnealingLR fills in place once per epoch (`make_capturable`). The first WARMUP_STEPS steps run eagerly
+(real steps of the epoch, not extra ones), so a graphed run trains on exactly the batches an eager run does.
+"""
+from __future__ import annotations
+
+import warnings
+import weakref
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any, Callable
+
+import torch
+from torch import Tensor
+
+WARMUP_STEPS = 3      # eager steps before the capture: cuDNN/cuBLAS choose kernels, AdamW creates its state
+GRAPHED_PRECISIONS = ("bf16", "fp32")   # fp16 needs a GradScaler, whose inf checks and scale updates stay eager
+# (indices [B], view ids [B]) -> the step's sums {name: tensor}, after its optimizer step
+StepBody = Callable[[Tensor, Tensor], dict[str, Tensor]]
+
+
+def graph_blocker(device: torch.device, precision: str, compile: bool, teachers: Any = None) -> str | None:
+    """Why the training step cannot be one CUDA graph here, or None when it can."""
+    from .teaching import CachedTeachers
+
+    if device.type != "cuda":
+        return f"the device is {device.type}, not CUDA"
+    if precision not in GRAPHED_PRECISIONS:
+        return (f"precision={precision!r}: only {list(GRAPHED_PRECISIONS)} are graphed (fp16's GradScaler "
+                "checks for inf and updates its scale outside the graph)")
+    if compile:
+        return "compile=True: the compiled student runs eagerly (torch.compile makes its own graphs)"
+    if teachers is None:
+        return None
+    if not isinstance(teachers, CachedTeachers):
+        return (f"{type(teachers).__name__} counts its forward passes in Python, which a replay would skip; "
+                "teacher_mode='cache' is graphed")
+    if any(cache.train.device.type != "cuda" for cache in teachers.caches):
+        return "a teacher-logit cache lives in host memory (too large for the GPU): its lookup copies from the host"
+    return None
+
+
+def graph_autocast(precision: str) -> AbstractContextManager:
+    """bf16 autocast without its weight-cast cache, which must stay off while a graph is captured."""
+    return torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False) if precision == "bf16" else nullcontext()
+
+
+def make_capturable(optimizer: torch.optim.Optimizer) -> None:
+    """Let `optimizer` run inside a graph: capturable=True, and each group's lr a device tensor (a float would be
+    frozen into the graph; LR schedulers fill a tensor lr in place, so the graph sees each epoch's value)."""
+    for group in optimizer.param_groups:
+        device = group["params"][0].device
+        group["capturable"] = True
+        if not isinstance(group["lr"], Tensor):
+            group["lr"] = torch.tensor(float(group["lr"]), dtype=torch.float32, device=device)
+        elif group["lr"].device != device:    # e.g. a checkpoint loaded with another map_location
+            group["lr"] = group["lr"].to(device)
+
+
+class GraphedStep:
+    """Replays one captured training step; keeps the running sums of the steps since `begin_epoch` on the device.
+
+    Call it with each batch's indices and view ids and the step's `body` (used for the eager warm-up steps
+    and the capture only). Its output is the step's sums, in static tensors that the next step overwrites.
+    """
+
+    def __init__(self, key: tuple[Any, ...], objects: tuple[Any, ...]):
+        self.key, self.objects = key, objects   # objects: kept alive, so that their ids in `key` stay theirs
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.eager_steps = 0
+        self.totals: dict[str, Tensor] = {}
+        self.indices = self.views = None
+        self.out: dict[str, Tensor] = {}
+
+    def begin_epoch(self) -> None:
+        for total in self.totals.values():
+            total.zero_()
+
+    def sums(self) -> dict[str, Tensor]:
+        return {name: total.clone() for name, total in self.totals.items()}
+
+    def __call__(self, indices: Tensor, views: Tensor, body: StepBody) -> dict[str, Tensor]:
+        if self.graph is not None:
+            self.indices.copy_(indices)
+            self.views.copy_(views)
+            self.graph.replay()
+            return self.out
+        if self.eager_steps < WARMUP_STEPS:
+            return self._eager(indices, views, body)
+        self.indices, self.views = indices.clone(), views.clone()
+        torch.cuda.synchronize()
+        self.graph = torch.cuda.CUDAGraph()
+        # thread_local: another thread's CUDA calls (a DataLoader's pin-memory thread) do not break the capture
+        with torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
+            self.out = self._add(body(self.indices, self.views))
+        self.graph.replay()        # a capture records the step without running it
+        return self.out
+
+    def _eager(self, indices: Tensor, views: Tensor, body: StepBody) -> dict[str, Tensor]:
+        side = torch.cuda.Stream()   # warm-up on a side stream, as torch.cuda.graphs' whole-network example
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*capturable=True.*")   # "running without capture"
+            out = body(indices, views)
+            if not self.totals:
+                self.totals = {name: torch.zeros_like(value) for name, value in out.items()}
+            self._add(out)
+        torch.cuda.current_stream().wait_stream(side)
+        self.eager_steps += 1
+        return out
+
+    def _add(self, out: dict[str, Tensor]) -> dict[str, Tensor]:
+        for name, value in out.items():
+            self.totals[name].add_(value)
+        return out
+
+
+_STEPS: "weakref.WeakKeyDictionary[torch.optim.Optimizer, GraphedStep]" = weakref.WeakKeyDictionary()
+
+
+def graphed_step(optimizer: torch.optim.Optimizer, objects: tuple[Any, ...], settings: tuple[Any, ...]
+                 ) -> GraphedStep:
+    """The graphed step of `optimizer` (captured on first use, kept across epochs); a new one when what it was
+    captured from changed: other `objects` (model, loss, data, teachers) or `settings` (batch size, views...).
+
+    Entries die with their optimizer: a GraphedStep holds no reference to it (the step's body is passed in).
+    """
+    key = tuple(id(o) for o in objects) + tuple(settings)
+    step = _STEPS.get(optimizer)
+    if step is None or step.key != key:
+        make_capturable(optimizer)
+        step = _STEPS[optimizer] = GraphedStep(key, objects)
+    return step
