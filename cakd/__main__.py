@@ -31,6 +31,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="retrain the runs and re-execute every notebook "
                    "(fine-tuned teachers are kept: delete the cache home to retrain them)")
     p.add_argument("--no-build", dest="build", action="store_false", help="skip `jupyter-book build .`")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="CPU runs at a time on this machine, through Ray when N > 1 (default 1: one after "
+                        "another, in this process)")
+    p.add_argument("--runs-per-gpu", type=int, metavar="K",
+                   help="runs packed on each GPU of this machine or cluster, each given 1/K of it by Ray "
+                        "(default: the profile's, 1)")
+    p.add_argument("--address", metavar="ADDR",
+                   help="run on the Ray cluster there ('auto' on one of its nodes, or HOST:PORT of its head); "
+                        "its nodes need cakd installed and the results and cache folders shared")
     p.set_defaults(run=_reproduce)
 
     p = commands.add_parser("bench", help="time our training step against the authors' pipeline, and the KD overhead",
@@ -87,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
 def _reproduce(args: argparse.Namespace) -> int:
     from .reproduce import reproduce
 
-    failed = reproduce(args.profile, rows=args.rows, seeds=args.seeds, force=args.force, build=args.build)
+    failed = reproduce(args.profile, rows=args.rows, seeds=args.seeds, force=args.force, build=args.build,
+                       workers=args.workers, runs_per_gpu=args.runs_per_gpu, address=args.address)
     return 1 if failed else 0
 
 
