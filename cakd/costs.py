@@ -26,6 +26,18 @@ def views_per_image(config: Any) -> int:
     return config.views.count if config.teacher_input == "student_view" else 1
 
 
+GPU_COUNTS = (1, 2, 4, 8)   # the estimate's machine sizes (python -m cakd reproduce --runs-per-gpu 1 on each)
+
+
+def spread(seconds: list[float], gpus: int) -> float:
+    """Wall time of independent runs on `gpus` GPUs, one run each at a time, the longest first (what the
+    engine's queue does when every run is submitted at once)."""
+    loads = [0.0] * gpus
+    for s in sorted(seconds, reverse=True):
+        loads[loads.index(min(loads))] += s
+    return max(loads)
+
+
 def estimate_table1(images_per_s: dict[str, float], teacher_images_per_s: dict[str, float],
                     eval_images_per_s: float, profile: str) -> dict[str, Any]:
     """Seconds to train every manifest run of `profile` and to build the teacher-logit caches it reads.
@@ -55,6 +67,7 @@ def estimate_table1(images_per_s: dict[str, float], teacher_images_per_s: dict[s
     passes = TRAIN_IMAGES * views + EVAL_IMAGES
     cache = {n: passes / teacher_images_per_s[n] for n in teachers}
     return {"profile": profile, "runs": len(runs), "student_runs_s": runs, "student_total_s": sum(runs.values()),
+            "on_gpus_s": {n: sum(cache.values()) / n + spread(list(runs.values()), n) for n in GPU_COUNTS},
             "views_per_image": views, "cache_build_s": cache,
             "cache_build_total_s": sum(cache.values()), "cache_teacher_passes": passes * len(cache),
             "total_s": sum(runs.values()) + sum(cache.values()), "online_total_s": sum(online.values()),
@@ -112,7 +125,9 @@ def estimate_table(record: dict[str, Any]) -> HtmlTable | None:
                  f"evaluation after each epoch)", "hours": e["student_total_s"] / 3600},
         {"part": f"teacher-logit caches: {len(e['cache_build_s'])} teachers x {TRAIN_IMAGES:,} images x {views}",
          "hours": e["cache_build_total_s"] / 3600},
-        {"part": "total", "hours": e["total_s"] / 3600},
+        {"part": "total, one GPU", "hours": e["total_s"] / 3600},
+        *({"part": f"total on {n} GPUs (runs spread by the engine, caches split between them)",
+           "hours": e["on_gpus_s"][n] / 3600} for n in GPU_COUNTS if n > 1),
         {"part": "for comparison: every KD run teaching online instead of from the caches",
          "hours": e["online_total_s"] / 3600}])
     return render_table(frame, caption=f"Estimated: the whole of Table 1 and the figure points, profile "

@@ -204,3 +204,10 @@ def test_no_estimate_from_a_stand_in_benchmark():
     assert "CPU" in costs.estimate_basis(_record("paper", device="cpu"))
     assert "Estimated" in costs.estimate_table(_record("paper")).html
     assert all("Measured" in t.html for t in costs.measured_tables(_record("smoke")))
+
+
+def test_runs_spread_over_gpus_longest_first():
+    # 3 -> GPU a; 2 -> b; 2 -> b (load 2 < 3); 1 -> a (3 < 4): loads 4 and 4
+    assert costs.spread([1.0, 2.0, 3.0, 2.0], 2) == 4.0
+    assert costs.spread([5.0, 1.0], 8) == 5.0            # a run cannot be split over GPUs
+    assert costs.spread([1.0, 2.0, 3.0], 1) == 6.0

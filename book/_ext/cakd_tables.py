@@ -2,8 +2,9 @@
 Every table goes through cakd.tables.render_table, the renderer of Table 1.
 
 ``{cakd-table} NAME``: a reproduction-notes table (cakd.report.BOOK_TABLES: options, choices, profiles, ...).
-``{cakd-bench} measured|estimate``: the newest benchmark file's timings, or the whole-Table-1 estimate made
-from them (cakd.costs); the paper profile's file when there is one, else consistent's, else smoke's.
+``{cakd-bench} measured|estimate [FILE]``: a benchmark file's timings, or the whole-Table-1 estimate made from
+them (cakd.costs): FILE (relative to the repository, e.g. a measurement kept with the book), else the newest
+results/<profile>/bench.json, the paper profile's when there is one, else consistent's, else smoke's.
 """
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ class CakdTable(SphinxDirective):
 
 class CakdBench(SphinxDirective):
     required_arguments = 1
+    optional_arguments = 1
 
     def run(self) -> list[nodes.Node]:
         part = self.arguments[0]
@@ -40,7 +42,7 @@ class CakdBench(SphinxDirective):
             raise self.error(f"cakd-bench {part!r} is unknown; parts are {list(BENCH_PARTS)}")
         for module in (costs, tables):
             self.env.note_dependency(str(Path(module.__file__).resolve()))
-        path = newest_bench()
+        path = paths.inside(paths.ROOT, self.arguments[1], "file") if len(self.arguments) > 1 else newest_bench()
         if path is None:
             return self._markdown("*No benchmark file yet: run `python -m cakd bench --profile smoke` (CPU) or "
                                   "`python -m cakd bench --profile paper --device cuda`, then rebuild the book.*")
@@ -51,7 +53,7 @@ class CakdBench(SphinxDirective):
         table = costs.estimate_table(record)
         if table is None:
             return self._markdown(
-                f"*No estimate: the newest benchmark file, `{path.relative_to(paths.results_home())}`, timed the "
+                f"*No estimate: the benchmark file `{path.name}` timed the "
                 f"`{record['profile']}` profile's stand-in models, and hours derived from them would mean nothing. "
                 "Benchmark `--profile paper --device cuda` on a GPU for an estimate.*")
         return [nodes.raw("", table.html, format="html")]
