@@ -34,7 +34,7 @@ from .manifest import D, R50, V, all_rows
 from .models import STUDENT_PIPELINE, InputPipeline, create_student, create_teacher
 from .runs import step_loss as run_step_loss
 from .teaching import (CACHE_DTYPE, CachedTeachers, OnlineTeachers, TeacherLogitCache, autocast_for, compute_dtype,
-                       teacher_forward)
+                       prepare_teacher, teacher_forward)
 from .train import FitConfig, configure_threads, evaluate, prepare_training, resolve_device, train_epoch
 
 PIPELINES = {  # name -> what it is (the printed table's first column); each profile times some of them
@@ -127,7 +127,7 @@ def run_benchmark(device: str = "cpu", profile: str = "smoke", repeats: int | No
         builders["authors"] = lambda: _authors(cfg, train, kd_loss, s, dev)
     else:
         builders["kd_online"] = ours(kd_loss, lambda: OnlineTeachers(
-            [_frozen(t, dev) for t in _teachers(cfg)], list(KD_TEACHERS), cfg.teacher_input, train.to(dev),
+            [prepare_teacher(t, dev) for t in _teachers(cfg)], list(KD_TEACHERS), cfg.teacher_input, train.to(dev),
             cfg.precision))
     pipelines, memory = {}, {}
     for name, build in builders.items():   # built and warmed up one at a time: each one's memory
@@ -299,21 +299,12 @@ def _teachers(cfg: RunConfig, names: tuple[str, ...] = KD_TEACHERS) -> list[nn.M
     return [create_teacher(name, NUM_CLASSES, cfg.model_scale) for name in names]
 
 
-def _frozen(model: nn.Module, dev: torch.device) -> nn.Module:
-    """A teacher as teaching prepares one: on the device, eval, frozen, channels_last on CUDA."""
-    model = model.to(dev).eval().requires_grad_(False)
-    if dev.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
-        model.channels_last = True
-    return model
-
-
 def _time_teachers(cfg: RunConfig, train: Split, s: BenchSettings, dev: torch.device) -> dict[str, dict]:
     """Each distinct manifest teacher's cache-build step: a batch of clean images (or student views), one forward."""
     names = sorted({name for row in all_rows() for name in row.params.get("teachers", [])})
     images, generator, timings = train.images.to(dev), torch.Generator().manual_seed(0), {}
     for name in names:
-        model = _frozen(_teachers(cfg, (name,))[0], dev)
+        model = prepare_teacher(_teachers(cfg, (name,))[0], dev)
 
         def run(steps: int, model: nn.Module = model) -> None:
             for _ in range(steps):
@@ -417,5 +408,5 @@ def _record(device: torch.device, cfg: RunConfig, s: BenchSettings, compile: boo
                        "teacher_input": cfg.teacher_input, "precision": cfg.precision},
             "memory_method": _memory_method(device), "pipelines": timings, "ratios": ratios,
             "targets": {name: {"target": target, "value": ratios[name], "met": ratios[name] >= target}
-                        for name, target in TARGETS[profile].items() if name in ratios},
+                        for name, target in TARGETS[cfg.profile].items() if name in ratios},
             "student_eval": eval_timing, "teacher_forward": teacher_timings}

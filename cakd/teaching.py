@@ -141,7 +141,7 @@ class TeacherLogitCache:
               views: Views, device: torch.device, precision: str, batch_size: int = 2048,
               desc: str = "cache") -> "TeacherLogitCache":
         """Run the teacher over every train image (or every (image, view)) and the val/test images."""
-        model = _prepare(model, device)
+        model = prepare_teacher(model, device)
         folder.mkdir(parents=True, exist_ok=True)
         info = {}
         train_views = views.count if teacher_input == "student_view" else 1
@@ -176,7 +176,7 @@ def teacher_logits(config: RunConfig, splits: Splits, device: torch.device) -> t
     loaded = [load_teacher(config, name, splits) for name in config.teachers]
     names = list(config.teachers)
     if config.teacher_mode == "online":
-        models = [_prepare(t.model, device) for t in loaded]
+        models = [prepare_teacher(t.model, device) for t in loaded]
         source: TeacherLogits = OnlineTeachers(models, names, config.teacher_input, splits.train.to(device),
                                                config.precision)
         record = {"teachers": {t.name: teacher_accuracy(m, splits, device, config.precision)
@@ -251,7 +251,7 @@ def _fill(out: np.ndarray, model: nn.Module, split: Split, count: int, views: Vi
         out.reshape(pairs, -1)[first:first + len(flat)] = logits.cpu().numpy()
 
 
-def _prepare(model: nn.Module, device: torch.device) -> nn.Module:
+def prepare_teacher(model: nn.Module, device: torch.device) -> nn.Module:
     """A frozen teacher on `device`, channels_last on CUDA (ResNet-50 1.4x, DenseNet 1.15x at batch 1024)."""
     model = model.to(device).eval().requires_grad_(False)
     if device.type == "cuda":

@@ -161,8 +161,8 @@ def part_machine(device: torch.device, quick: bool) -> dict:
     scale = "tiny" if quick else "full"
     student, _, _ = prepare_training(create_student("mobilenetv2_100", 100, scale), device, 1e-2, 1e-4, "bf16")
     teacher = create_teacher("resnet50_cifar100", 100, scale)
-    from cakd.teaching import _prepare   # what the cache build and online teaching do to a teacher
-    teacher = _prepare(teacher, device)
+    from cakd.teaching import prepare_teacher   # what the cache build and online teaching do to a teacher
+    teacher = prepare_teacher(teacher, device)
     info["channels_last"] = {"student_224_input": _first_conv_input_channels_last(student, 224, device),
                              "teacher_resnet50_input": _first_conv_input_channels_last(teacher, 32, device)}
     log(json.dumps(info))
