@@ -431,10 +431,10 @@ def _retitle(nb: nbformat.NotebookNode, row: Row, profile: str, notebook: str) -
 
 
 def _fold_parameters(nb: nbformat.NotebookNode) -> None:
-    """The book shows papermill's injected parameters folded, like every other code cell of a page."""
+    """The book shows the parameters and papermill's injected ones folded, like every other code cell of a page."""
     for cell in nb.cells:
         tags = cell.metadata.setdefault("tags", [])
-        if "injected-parameters" in tags and "hide-input" not in tags:
+        if {"parameters", "injected-parameters"} & set(tags) and "hide-input" not in tags:
             tags.append("hide-input")
 
 
