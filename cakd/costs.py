@@ -135,9 +135,3 @@ def estimate_table(record: dict[str, Any]) -> HtmlTable | None:
                         wide_columns=["part"],
                         notes=[f"Teacher forward passes: {e['cache_teacher_passes']:,} to build the caches, "
                                f"{e['online_teacher_passes']:,} to teach every KD run online."])
-
-
-def format_text(record: dict[str, Any]) -> str:
-    """The same tables as plain text (what `python -m cakd bench` prints)."""
-    tables = [*measured_tables(record), estimate_table(record)]
-    return "\n\n".join(t.text for t in tables if t is not None) + "\n"
