@@ -11,7 +11,7 @@ export CAKD_THREADS ?= 2
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -r requirements.txt
-	$(PY) -m ipykernel install --sys-prefix --name python3 > /dev/null
+	$(PY) -m cakd kernel > /dev/null
 	touch $@
 
 install: $(VENV)/.installed

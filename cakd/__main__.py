@@ -81,6 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
                                         "that is meant to alter reported numbers, and review the diff.")
     p.add_argument("names", nargs="*", metavar="NAME", help="only these goldens (default: all)")
     p.set_defaults(run=_goldens)
+
+    p = commands.add_parser("kernel", help="install the notebooks' Jupyter kernel into this environment",
+                            description="Write the `python3` kernelspec of this interpreter under sys.prefix, "
+                                        "with encrypted sockets (CurveZMQ) for papermill, nbval and Jupyter.")
+    p.set_defaults(run=_kernel)
     return parser
 
 
@@ -137,6 +142,13 @@ def _goldens(args: argparse.Namespace) -> int:
     from .goldens import regenerate
 
     regenerate(args.names or None)
+    return 0
+
+
+def _kernel(args: argparse.Namespace) -> int:
+    from . import kernel
+
+    print(f"kernel {kernel.KERNEL}: {kernel.install()}")
     return 0
 
 

@@ -11,9 +11,10 @@ import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
-import torch
+if TYPE_CHECKING:   # torch is imported where it is used: the kernel provisioner reads this module too
+    import torch
 
 _UMASK = os.umask(0o022)   # os.umask is the only way to read it: set, then restore
 os.umask(_UMASK)
@@ -54,12 +55,16 @@ def read_json(path: Path) -> Any:
 
 
 def torch_save(obj: Any, path: Path) -> None:
+    import torch
+
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
 
 
 def torch_load(path: Path, map_location: str | torch.device = "cpu") -> Any:
     """Load a checkpoint without unpickling arbitrary objects; a damaged file is reported, not used."""
+    import torch
+
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # truncated zip, bad pickle opcode, ...: all mean "do not trust this file"
@@ -82,6 +87,8 @@ def file_digest(path: Path, chunk: int = 1 << 24) -> str:
 
 def state_digest(state_dict: dict[str, torch.Tensor]) -> str:
     """Content hash of a model's weights, independent of how the file was written."""
+    import torch
+
     h = hashlib.blake2b(digest_size=16)
     for name in sorted(state_dict):
         t = state_dict[name].detach().cpu().contiguous()

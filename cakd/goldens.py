@@ -24,7 +24,7 @@ from typing import Any, Iterator
 
 import nbformat
 
-from . import paths
+from . import kernel, paths
 from .manifest import get_row
 
 PROFILE = "smoke"
@@ -82,12 +82,12 @@ def environment() -> dict[str, str]:
 
 def regenerate(names: list[str] | None = None, log=print) -> None:
     """Execute each golden's notebook with papermill in fresh homes and save it without volatile metadata."""
-    from .reproduce import ensure_kernel, execute
+    from .reproduce import execute
 
     unknown = sorted(set(names or []) - set(GOLDENS))
     if unknown:
         raise ValueError(f"golden(s) {unknown} unknown; goldens are {sorted(GOLDENS)}")
-    ensure_kernel()
+    kernel.ensure()
     with tempfile.TemporaryDirectory() as home:
         for name in names or list(GOLDENS):
             notebook, parameters = GOLDENS[name]

@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 import nbformat
 
-from . import files, paths
+from . import files, kernel, paths
 from .config import RunConfig, check_flag, profile_config
 from .engine import Engine, EngineOptions, Job, LineSink, Outcome, Progress, default_runs_per_gpu, summary_table
 from .manifest import ROWS, Row, all_rows, get_row
@@ -31,7 +31,6 @@ from .runs import find_run, load_or_train
 from .models import TEACHERS
 from .teachers import TeacherTraining, teacher_folder
 
-KERNEL = "python3"
 TEACHERS_PAGE, RESULTS_PAGE = "teachers", "results"
 Log = Callable[[str], None]
 
@@ -60,7 +59,7 @@ def reproduce(profile: str = "smoke", rows: list[str] | None = None, seeds: int 
     engine = Engine(options, gpu=profile_config(profile).device != "cpu")
     start, failed = time.perf_counter(), []
     with engine:
-        ensure_kernel()
+        kernel.ensure()
         _check_toc(log)
         paths.BOOK_RUNS.mkdir(parents=True, exist_ok=True)
         log(f"runs: {engine.where}")
@@ -142,7 +141,7 @@ def run_job(job: Job) -> Outcome:
     if task.source is None:
         result = load_or_train(task.config, force=task.force)
         return Outcome(job.name, job.seed, "trained" if result.trained else "reused", test_acc=result.accuracy)
-    ensure_kernel()
+    kernel.ensure()
     finished_before = task.config is not None and not task.force and find_run(task.config) is not None
     page, error = execute_source(task.source, task.parameters, stderr_file=sys.stderr)
     if error is None and task.config is not None and (run := find_run(task.config)) is not None:
@@ -179,55 +178,14 @@ def execute_source(source: str, parameters: dict[str, Any], stderr_file: Any = N
 def _papermill(notebook: Any, output: Path, parameters: dict[str, Any], stderr_file: Any = None) -> None:
     import papermill
 
-    papermill.execute_notebook(notebook, str(output), parameters=parameters, kernel_name=KERNEL,
-                               cwd=str(paths.NOTEBOOKS), progress_bar=False, stderr_file=stderr_file,
-                               kernel_manager_class=_kernel_manager_class())
+    papermill.execute_notebook(notebook, str(output), parameters=parameters, kernel_name=kernel.KERNEL,
+                               cwd=str(paths.NOTEBOOKS), progress_bar=False, stderr_file=stderr_file)
 
 
 def build_book() -> int:
     """`jupyter-book build .` at the repository root; returns its exit code."""
     command = [sys.executable, "-c", "from jupyter_book.cli.main import main; main()", "build", "."]
     return subprocess.run(command, cwd=paths.ROOT).returncode
-
-
-def ensure_kernel() -> None:
-    """Make papermill's `python3` kernel this interpreter (the one that has cakd installed).
-
-    jupyter_client maps a kernelspec argv of plain `python`/`python3` to sys.executable; any other spec
-    named python3 (say, a user-wide one for another Python) is shadowed by one written under the cache home.
-    """
-    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
-
-    aliases = {"python", f"python{sys.version_info[0]}", "python%d.%d" % sys.version_info[:2]}
-    try:
-        argv0 = KernelSpecManager().get_kernel_spec(KERNEL).argv[0]
-        if argv0 in aliases or os.path.abspath(argv0) == os.path.abspath(sys.executable):
-            return
-    except NoSuchKernel:
-        pass
-    folder = paths.cache_home() / "jupyter"
-    spec = {"argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-            "display_name": "Python 3 (cakd)", "language": "python"}
-    (folder / "kernels" / KERNEL).mkdir(parents=True, exist_ok=True)
-    (folder / "kernels" / KERNEL / "kernel.json").write_text(json.dumps(spec, indent=1))
-    os.environ["JUPYTER_PATH"] = os.pathsep.join(filter(None, [str(folder), os.environ.get("JUPYTER_PATH")]))
-
-
-def _kernel_manager_class() -> type:
-    """nbclient's kernel manager, with CurveZMQ-encrypted sockets where jupyter_client and zmq offer them
-    (local only either way; it also keeps ipykernel from warning about plain TCP once per notebook)."""
-    import zmq
-    from jupyter_client.manager import AsyncKernelManager
-
-    if "transport_encryption" not in AsyncKernelManager.class_trait_names() or not zmq.has("curve"):
-        return AsyncKernelManager
-
-    class CurveKernelManager(AsyncKernelManager):
-        def __init__(self, **kwargs: Any):
-            super().__init__(**kwargs)
-            self.transport_encryption = "auto"
-
-    return CurveKernelManager
 
 
 def write_placeholder(name: str, title: str, profile: str, rows_option: str) -> None:
@@ -462,7 +420,7 @@ def _digest(path: Path) -> str:
 
 
 def _notebook_metadata() -> dict[str, Any]:
-    return {"kernelspec": {"name": KERNEL, "display_name": "Python 3", "language": "python"},
+    return {"kernelspec": {"name": kernel.KERNEL, "display_name": "Python 3", "language": "python"},
             "language_info": {"name": "python"}}
 
 

@@ -54,6 +54,7 @@ def test_paper_profile_on_a_cpu_ends_with_what_to_do(isolated_homes, tmp_path):
     line = last_line(done.stderr)
     assert line.startswith("cakd: ") and "-p profile smoke" in line and "-p device cpu" in line, done.stderr[-2000:]
     assert "During handling of the above exception" not in done.stderr
+    assert "WARNING" not in done.stderr, done.stderr            # e.g. ipykernel's about plain-TCP sockets
     assert written(isolated_homes) == []
 
 

@@ -113,7 +113,7 @@ def test_two_ray_workers_land_every_run_a_failure_is_reported_and_a_rerun_skips_
 ])
 def test_bad_engine_flags_are_one_line_and_exit_2_before_any_work(args, message, capsys, monkeypatch,
                                                                   isolated_homes, tmp_path):
-    monkeypatch.setattr(reproduce, "ensure_kernel", lambda: pytest.fail("work started before validation"))
+    monkeypatch.setattr(reproduce.kernel, "ensure", lambda: pytest.fail("work started before validation"))
     monkeypatch.setattr(paths, "BOOK_RUNS", tmp_path / "runs")
     monkeypatch.setenv("RAY_TMPDIR", str(tmp_path))
     monkeypatch.delenv("RAY_ADDRESS", raising=False)

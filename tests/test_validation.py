@@ -23,14 +23,12 @@ import pytest
 import torch
 import yaml
 
-from cakd import paths, runs, teachers
+from cakd import kernel, paths, runs, teachers
 from cakd.config import RunConfig, profile_config
 from cakd.data import DataUnavailableError
 from cakd.notebook import teachers_config
 from cakd.teachers import TeacherTraining
 from support import D, R18, R50, smoke_config
-
-KERNEL = "python3"
 
 
 def written(homes: dict[str, Path]) -> list[str]:
@@ -59,7 +57,7 @@ def papermill_cli_parameters(*args: str) -> dict:
 
 
 def execute(notebook: Path, output: Path, parameters: dict, cwd: Path) -> None:
-    papermill.execute_notebook(str(notebook), str(output), parameters=parameters, kernel_name=KERNEL,
+    papermill.execute_notebook(str(notebook), str(output), parameters=parameters, kernel_name=kernel.KERNEL,
                                progress_bar=False, cwd=str(cwd))
 
 
@@ -114,7 +112,7 @@ def test_bad_notebook_parameter_stops_the_config_cell_before_any_work(notebook, 
 @pytest.mark.notebook
 def test_papermill_kernels_see_the_test_homes(isolated_homes, tmp_path):
     # the notebook kernel inherits os.environ, so the checks above look at the homes the notebooks would use
-    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": KERNEL, "display_name": "Python 3",
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": kernel.KERNEL, "display_name": "Python 3",
                                                            "language": "python"}})
     names = [paths.RESULTS_ENV, paths.CACHE_ENV, paths.DATA_ENV]
     nb.cells.append(nbformat.v4.new_code_cell(
@@ -337,7 +335,7 @@ REPRODUCE_BAD = [   # (id, reproduce keyword arguments, the field the message na
 def test_reproduce_checks_every_argument_before_any_work(kwargs, field, isolated_homes, monkeypatch):
     from cakd import reproduce
 
-    monkeypatch.setattr(reproduce, "ensure_kernel", lambda: pytest.fail("work started before validation"))
+    monkeypatch.setattr(reproduce.kernel, "ensure", lambda: pytest.fail("work started before validation"))
     logged = []
     with pytest.raises(ValueError) as error:
         reproduce.reproduce(**kwargs, log=logged.append)
