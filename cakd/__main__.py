@@ -5,13 +5,12 @@ To add a command: a `_<name>(args)` function returning an exit code, and its par
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
+from .bench import BenchSettings
 from .config import PROFILES
-
-BENCH_SETTINGS = ("batch_size", "steps", "warmup", "train_images", "teacher_batch_size", "eval_batch_size",
-                  "loader_workers")   # cakd.bench.BenchSettings fields (besides repeats), as --batch-size etc.
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,16 +47,16 @@ def build_parser() -> argparse.ArgumentParser:
                                         "profile, the authors' pipeline (DataLoader of PIL images resized to 256, "
                                         "fp16, every teacher online each step, .item() logging); for the consistent "
                                         "profile, cached against online 162-view teaching. Prints the ratios and "
-                                        "writes results/<profile>/bench.json.")
+                                        "writes results/<profile>/bench.json. The sizes below default per profile "
+                                        "and device (cakd.bench.DEFAULTS).")
     p.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu", help="default cpu")
     p.add_argument("--profile", default="smoke", metavar="|".join(PROFILES),
                    help="smoke: tiny models (default); paper: the authors' recipe; consistent: ours (32x32)")
     p.add_argument("--out", type=Path, help="the JSON file (default results/<profile>/bench.json)")
-    p.add_argument("--repeats", type=int, metavar="N", help="timed repeats (default: per profile and device)")
     p.add_argument("--compile", action="store_true", help="torch.compile the student in the optimized pipelines")
-    for name in BENCH_SETTINGS:
-        p.add_argument(f"--{name.replace('_', '-')}", type=int, metavar="N", dest=name,
-                       help="default: per profile and device (cakd.bench.DEFAULTS)")
+    for f in dataclasses.fields(BenchSettings):
+        p.add_argument(f"--{f.name.replace('_', '-')}", type=int, metavar="N", dest=f.name,
+                       help=f.metadata["doc"])
     p.set_defaults(run=_bench)
 
     p = commands.add_parser("config", help="print the resolved recipe of a manifest row under a profile",
@@ -109,8 +108,9 @@ def _reproduce(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     from .bench import run_benchmark
 
-    settings = {name: getattr(args, name) for name in BENCH_SETTINGS if getattr(args, name) is not None}
-    run_benchmark(args.device, args.profile, args.repeats, args.out, compile=args.compile, **settings)
+    settings = {f.name: getattr(args, f.name) for f in dataclasses.fields(BenchSettings)
+                if getattr(args, f.name) is not None}
+    run_benchmark(args.device, args.profile, out=args.out, compile=args.compile, **settings)
     return 0
 
 

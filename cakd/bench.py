@@ -55,16 +55,21 @@ KD_METHOD = "adaptive_alpha"   # Method 3; the other multi-teacher losses cost t
 NUM_CLASSES = 100
 
 
+def _doc(text: str) -> Any:
+    return dataclasses.field(metadata={"doc": text})
+
+
 @dataclass(frozen=True)
 class BenchSettings:
-    batch_size: int           # images per training step
-    steps: int                # steps per timed repeat
-    warmup: int               # untimed steps first (allocator, cuDNN, the graph capture after 3 eager steps)
-    repeats: int              # timed repeats, interleaved across pipelines; images/s is their median
-    train_images: int         # images in the data and in each teacher-logit cache
-    loader_workers: int       # DataLoader worker processes of the authors' pipeline (their code: 2-4)
-    teacher_batch_size: int   # batch of the teacher forward timing (the cache build's 2048 on CUDA)
-    eval_batch_size: int
+    """The benchmark's sizes; each field's doc is also its `python -m cakd bench --FIELD` help."""
+    batch_size: int = _doc("images per training step")
+    steps: int = _doc("steps per timed repeat")
+    warmup: int = _doc("untimed steps first (allocator, cuDNN, the graph capture after 3 eager steps)")
+    repeats: int = _doc("timed repeats, interleaved across pipelines; images/s is their median")
+    train_images: int = _doc("images in the data and in each teacher-logit cache")
+    loader_workers: int = _doc("DataLoader worker processes of the authors' pipeline (their code: 2-4)")
+    teacher_batch_size: int = _doc("batch of the teacher forward timing (the cache build's 2048 on CUDA)")
+    eval_batch_size: int = _doc("batch of the student's evaluation timing")
 
 
 _WORKERS = min(4, os.cpu_count() or 1)

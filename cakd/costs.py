@@ -119,11 +119,12 @@ def estimate_table(record: dict[str, Any]) -> HtmlTable | None:
     e = estimate_table1({n: p["images_per_s"] for n, p in record["pipelines"].items()},
                         {n: t["images_per_s"] for n, t in record["teacher_forward"].items()},
                         record["student_eval"]["images_per_s"], profile)
-    views = "1 (un-augmented image)" if e["views_per_image"] == 1 else f"{e['views_per_image']} views"
+    views = "the un-augmented image" if e["views_per_image"] == 1 else f"{e['views_per_image']} views each"
     frame = pd.DataFrame.from_records([
         {"part": f"{e['runs']} student runs (each its config's maximum epochs x {TRAIN_IMAGES:,} images, "
                  f"evaluation after each epoch)", "hours": e["student_total_s"] / 3600},
-        {"part": f"teacher-logit caches: {len(e['cache_build_s'])} teachers x {TRAIN_IMAGES:,} images x {views}",
+        {"part": f"teacher-logit caches: {len(e['cache_build_s'])} teachers x ({TRAIN_IMAGES:,} training images, "
+                 f"{views}, + {EVAL_IMAGES:,} validation and test images)",
          "hours": e["cache_build_total_s"] / 3600},
         {"part": "total, one GPU", "hours": e["total_s"] / 3600},
         *({"part": f"total on {n} GPUs (runs spread by the engine, caches split between them)",
@@ -131,7 +132,7 @@ def estimate_table(record: dict[str, Any]) -> HtmlTable | None:
         {"part": "for comparison: every KD run teaching online instead of from the caches",
          "hours": e["online_total_s"] / 3600}])
     return render_table(frame, caption=f"Estimated: the whole of Table 1 and the figure points, profile "
-                                       f"'{profile}' ({basis}).", formats={"hours": "{:,.1f}"},
+                                       f"'{profile}' ({basis}).", formats={"hours": "{:,.2f}"},
                         wide_columns=["part"],
                         notes=[f"Teacher forward passes: {e['cache_teacher_passes']:,} to build the caches, "
                                f"{e['online_teacher_passes']:,} to teach every KD run online."])

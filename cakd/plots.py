@@ -111,24 +111,24 @@ def figure2(profile: str, seeds: int | None = None, name: str = "fig2_single_tea
     alphas = sorted({row.params["alpha"] for entries in by_teacher.values() for row, _ in entries})
     colours = dict(zip(alphas, sns.color_palette("viridis_r", len(alphas))))
     with _style():
-        fig = Figure(figsize=(4.1 * len(by_teacher) + 1.8, 4.4), layout="constrained")
+        fig = Figure(figsize=(4.4 * len(by_teacher), 4.8), layout="constrained")
         axes = fig.subplots(1, len(by_teacher), sharey=True, squeeze=False)[0]
         for ax, (teacher, entries) in zip(axes, by_teacher.items()):
             for runs in baseline:
                 _curve(ax, runs, "baseline", color="0.45", linestyle="--")
             for row, runs in sorted(entries, key=lambda e: e[0].params["alpha"]):
-                _curve(ax, runs, f"alpha {row.params['alpha']:g}", color=colours[row.params["alpha"]],
+                _curve(ax, runs, f"α {row.params['alpha']:g}", color=colours[row.params["alpha"]],
                        linewidth=3.0 if row.table1 else 1.4)
             table1 = [row.params["alpha"] for row, _ in entries if row.table1]
-            ax.set(title=_teacher_label(teacher) + (f" (Table 1: alpha {table1[0]:g})" if table1 else ""),
+            ax.set(title=_teacher_label(teacher) + (f" (Table 1: α {table1[0]:g})" if table1 else ""),
                    xlabel="epoch")
             _integer_epochs(ax)
         axes[0].set_ylabel("validation accuracy (%)")
         legend = [Line2D([], [], color="0.45", linestyle="--", label="baseline (no teacher)"),
-                  *(Line2D([], [], color=colours[a], label=f"alpha {a:g}") for a in alphas),
+                  *(Line2D([], [], color=colours[a], label=f"α {a:g}") for a in alphas),
                   Line2D([], [], color="0.2", linewidth=3.0, label="thick: the Table 1 row")]
-        _finish(fig, axes, series, profile, "Figure 2: baseline and single-teacher KD, alpha 0.25 / 0.5 / 0.75",
-                describe=lambda row: (f"{_teacher_label(row.params['teachers'][0])} alpha {row.params['alpha']:g}"
+        _finish(fig, axes, series, profile, "Figure 2: baseline and single-teacher KD, α 0.25 / 0.5 / 0.75",
+                describe=lambda row: (f"{_teacher_label(row.params['teachers'][0])} α {row.params['alpha']:g}"
                                       if row.params.get("teachers") else "baseline"), legend=legend)
         return save(fig, profile, name)
 
@@ -137,7 +137,7 @@ def figure3(profile: str, seeds: int | None = None, name: str = "fig3_multi_teac
     """Report Figure 3: validation accuracy per epoch of the multi-teacher Table 1 rows."""
     series = figure_series(profile, "fig3", seeds)
     with _style():
-        fig = Figure(figsize=(9.5, 4.6), layout="constrained")
+        fig = Figure(figsize=(9.5, 5.2), layout="constrained")
         ax = fig.subplots()
         for (row, runs), colour in zip(series, sns.color_palette("tab10", len(series))):
             _curve(ax, runs, row.label, color=colour, linestyle=":" if row.params.get("use_ce") is False else "-")
@@ -154,15 +154,15 @@ def figure4(profile: str, seeds: int | None = None, name: str = "fig4_temperatur
     series = sorted(figure_series(profile, "fig4", seeds), key=lambda e: e[0].params["temperature"])
     colours = sns.color_palette("rocket_r", len(series) + 1)[1:]
     with _style():
-        fig = Figure(figsize=(9.5, 4.6), layout="constrained")
+        fig = Figure(figsize=(9.5, 5.2), layout="constrained")
         ax = fig.subplots()
         for (row, runs), colour in zip(series, colours):
-            _curve(ax, runs, f"tau {row.params['temperature']:g}" + (" (ours)" if row.ours else ""),
+            _curve(ax, runs, f"τ {row.params['temperature']:g}" + (" (ours)" if row.ours else ""),
                    color=colour, linestyle="--" if row.ours else "-")
         ax.set(xlabel="epoch", ylabel="validation accuracy (%)")
         _integer_epochs(ax)
-        _finish(fig, [ax], series, profile, "Figure 4: Method 3 (DenseNet-121, ResNet-50) by temperature tau",
-                describe=lambda row: f"tau {row.params['temperature']:g}")
+        _finish(fig, [ax], series, profile, "Figure 4: Method 3 (DenseNet-121, ResNet-50) by temperature τ",
+                describe=lambda row: f"τ {row.params['temperature']:g}")
         return save(fig, profile, name)
 
 
@@ -251,7 +251,9 @@ def _finish(fig: Figure, axes: Sequence[Axes], series: Sequence[tuple[Any, Seque
     drawn = any(runs for _, runs in series)
     handles = list(legend) if legend is not None else axes[0].get_legend_handles_labels()[0]
     if handles:
-        fig.legend(handles=handles, loc="outside right upper", frameon=False, fontsize="small")
+        # under the axes, as many entries a row as fit: clear of the title and the profile's label
+        columns = min(len(handles), max(1, int(fig.get_figwidth() // 2.6)))
+        fig.legend(handles=handles, loc="outside lower center", ncols=columns, frameon=False)
     if not drawn:
         for ax in axes:
             ax.text(0.5, 0.5, "no finished runs yet", ha="center", va="center", transform=ax.transAxes)

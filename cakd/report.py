@@ -199,13 +199,32 @@ def book_table(name: str) -> HtmlTable:
 
 # ----------------------------------------------------------------------------- run pages
 
-def run_teachers(result: RunResult) -> pd.DataFrame:
-    """The teachers of a distillation run with their validation and test accuracy (%), rounded."""
-    teachers = result.metrics.get("teachers", {})
-    return pd.DataFrame.from_records(
-        [{"teacher": _teacher_label(name), "val_acc": round(acc["val_acc"], 2),
-          "test_acc": round(acc["test_acc"], 2)} for name, acc in teachers.items()],
-        index="teacher", columns=["teacher", "val_acc", "test_acc"])
+def run_teachers(result: RunResult) -> HtmlTable:
+    """The teachers of a distillation run with their accuracy (%) on the clean validation and test images."""
+    return _teacher_accuracy(result.metrics.get("teachers", {}))
+
+
+def teachers_table(config: cfg.RunConfig, names: list[str]) -> HtmlTable:
+    """The teachers page's architectures: each teacher, its family, input pipeline and parameter count."""
+    from .recipe import teacher_architectures
+
+    return render_table(teacher_architectures(config, names).reset_index(), code_columns=["teacher"],
+                        wide_columns=["input pipeline"], formats={"parameters": "{}"})
+
+
+def teachers_accuracy_table(accuracy: dict[str, float]) -> HtmlTable:
+    """`notebook.teacher_accuracy`'s {'<teacher>.val_acc': %, ...} as one row per teacher."""
+    names = dict.fromkeys(key.rsplit(".", 1)[0] for key in accuracy)
+    return _teacher_accuracy({n: {split: accuracy[f"{n}.{split}"] for split in ("val_acc", "test_acc")}
+                              for n in names})
+
+
+def _teacher_accuracy(by_teacher: dict[str, dict[str, float]]) -> HtmlTable:
+    frame = pd.DataFrame.from_records(
+        [{"teacher": _teacher_label(name), "validation accuracy (%)": acc["val_acc"],
+          "test accuracy (%)": acc["test_acc"]} for name, acc in by_teacher.items()],
+        columns=["teacher", "validation accuracy (%)", "test accuracy (%)"])
+    return render_table(frame)
 
 
 def _check_seeds(seeds: int | None) -> int | None:

@@ -156,14 +156,14 @@ def test_figures_are_saved_name_missing_runs_and_label_the_profile():
     assert plot.png.parent == paths.figures_dir("smoke") and plot.png.exists()
     svg = plot.svg.read_text()
     assert "not run yet" in svg and "m3_dr_t4" in svg and "m3_dr_t8" not in svg.split("not run yet")[1]
-    assert "smoke profile" in svg and "tau 1 (ours)" not in svg     # tau 1 did not run: in the note, not the legend
+    assert "smoke profile" in svg and "τ 1 (ours)" not in svg     # tau 1 did not run: in the note, not the legend
 
 
 def test_paper_figures_carry_no_profile_label_and_draw_ours_labelled():
     for row_id in ("m3_dr_t1", "m3_dr_t8"):
         write_run(row_id, "paper", 0, 70.0)
     svg = plots.figure4("paper").svg.read_text()
-    assert "tau 1 (ours)" in svg and "tau 8" in svg and "profile:" not in svg
+    assert "τ 1 (ours)" in svg and "τ 8" in svg and "profile:" not in svg
     assert plots.figure2("paper").png.exists() and plots.figure3("paper").png.exists()
 
 
