@@ -65,8 +65,8 @@ def plot_history(result: RunResult, name: str | None = None) -> Plot:
             _integer_epochs(ax)
             _legend(ax, len(columns))
         config = result.config
-        fig.suptitle(f"{config.loss.title}: run {config.run_id} (profile {config.profile}, "
-                     f"seed {config.seed})")
+        _heading(fig, f"{config.loss.title}: run {config.run_id} (profile {config.profile}, seed {config.seed})",
+                 config.profile)
         return save(fig, config.profile, name or f"history-{config.run_id}")
 
 
@@ -93,7 +93,8 @@ def plot_curves(results: Sequence[RunResult | History | None], labels: Sequence[
             _legend(ax, len(frames), keep_single=True)
         else:
             ax.text(0.5, 0.5, "no finished runs yet", ha="center", va="center", transform=ax.transAxes)
-        ax.set(title=title, xlabel="epoch", ylabel=_METRIC_LABELS.get(metric, metric))
+        ax.set(xlabel="epoch", ylabel=_METRIC_LABELS.get(metric, metric))
+        _heading(fig, title, profile)
         if missing:
             _missing_note(fig, "missing (not run yet): " + "; ".join(missing))
         return save(fig, profile, name)
@@ -240,14 +241,19 @@ def _curve(ax: Axes, runs: Sequence[RunResult], label: str, metric: str = "val_a
                         color=line.get_color(), alpha=0.15, linewidth=0)
 
 
+def _heading(fig: Figure, title: str, profile: str) -> None:
+    """The figure's title and, for any profile but the authors' recipe, its label on a second line in red."""
+    banner = profile_note(profile).banner
+    heading = fig.suptitle(title + ("\n " if banner else ""), fontsize="large")   # a blank line kept for it
+    if banner:   # a reader cannot miss it, and it travels with the PNG wherever the figure goes
+        line = 1.2 * heading.get_fontsize() / (fig.get_figheight() * 72)
+        fig.text(0.5, 0.98 - line, banner, ha="center", va="top", color="firebrick", weight="bold")
+
+
 def _finish(fig: Figure, axes: Sequence[Axes], series: Sequence[tuple[Any, Sequence[Any]]], profile: str,
             title: str, describe: Callable[[Any], str], legend: Sequence[Line2D] | None = None) -> None:
     """Title, the profile's label (any profile but the authors' recipe), one legend, the runs not made yet."""
-    banner = profile_note(profile).banner
-    heading = fig.suptitle(title + ("\n " if banner else ""), fontsize="large")   # a blank line kept for it
-    if banner:   # the label sits on the title's second line, in red: a reader cannot miss it
-        line = 1.2 * heading.get_fontsize() / (fig.get_figheight() * 72)
-        fig.text(0.5, 0.98 - line, banner, ha="center", va="top", color="firebrick", weight="bold")
+    _heading(fig, title, profile)
     drawn = any(runs for _, runs in series)
     handles = list(legend) if legend is not None else axes[0].get_legend_handles_labels()[0]
     if handles:

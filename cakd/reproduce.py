@@ -281,6 +281,7 @@ def _save_page(job: Job, outcome: Outcome, profile: str) -> None:
     _fold_parameters(nb)
     if task.row is not None:
         _retitle(nb, task.row, profile, task.row.notebook)
+    _label_profile(nb, profile)
     nb.metadata["cakd"] = task.stamp if not outcome.failed else {**task.stamp, "failed": True}
     nbformat.write(nb, _page(job.name))
     outcome.page = None                     # written: the summary does not need to carry it
@@ -339,6 +340,7 @@ def _run_page(name: str, notebook: str, parameters: dict[str, Any], profile: str
         return False
     nb = nbformat.reads(page, as_version=4)
     _fold_parameters(nb)
+    _label_profile(nb, profile)
     nb.metadata["cakd"] = stamp if error is None else {**stamp, "failed": True}
     nbformat.write(nb, output)
     log(f"  {'done' if error is None else 'failed'} in {time.perf_counter() - step:.1f} s")
@@ -377,8 +379,7 @@ def _retitle(nb: nbformat.NotebookNode, row: Row, profile: str, notebook: str) -
     kind = "Table 1 row" if row in ROWS else f"a point of {figures}" + (" (ours, not in the report)" if row.ours else "")
     report = ("" if row.report_acc is None or not note.comparable
               else f" The report's test accuracy for this row: {row.report_acc:.2f}%.")
-    banner = f"```{{warning}}\n{note.banner}\n```\n\n" if note.banner else ""
-    text = (f"# {row.label}\n\n{banner}{kind} `{row.id}`: the notebook `notebooks/{notebook}.ipynb` executed by "
+    text = (f"# {row.label}\n\n{kind} `{row.id}`: the notebook `notebooks/{notebook}.ipynb` executed by "
             f"papermill with profile `{profile}` and this row's parameters (the cell tagged "
             f"`injected-parameters` below the defaults).{report}")
     for cell in nb.cells:
@@ -386,6 +387,17 @@ def _retitle(nb: nbformat.NotebookNode, row: Row, profile: str, notebook: str) -
             cell.source = text
             return
     nb.cells.insert(0, nbformat.v4.new_markdown_cell(text))
+
+
+def _label_profile(nb: nbformat.NotebookNode, profile: str) -> None:
+    """Under the page's title, a warning box when the profile cannot be compared with the report (smoke)."""
+    from .report import profile_note
+
+    banner = profile_note(profile).banner
+    titles = [i for i, cell in enumerate(nb.cells)
+              if cell.cell_type == "markdown" and cell.source.lstrip().startswith("# ")]
+    if banner and titles:
+        nb.cells.insert(titles[0] + 1, nbformat.v4.new_markdown_cell(f"```{{warning}}\n{banner}\n```"))
 
 
 def _fold_parameters(nb: nbformat.NotebookNode) -> None:

@@ -12,6 +12,7 @@ from cakd import paths, reproduce
 from cakd.__main__ import main
 from cakd.engine import Engine, EngineOptions, summary_table
 from cakd.manifest import Row
+from cakd.report import profile_note
 from cakd.runs import find_run
 
 # A notebook as small as the real ones are thin: the parameters cell, then one load_or_train. It also writes an
@@ -83,6 +84,7 @@ def test_two_ray_workers_land_every_run_a_failure_is_reported_and_a_rerun_skips_
     page = nbformat.read(paths.BOOK_RUNS / "tiny_a.ipynb", as_version=4)
     assert page.metadata["cakd"]["parameters"] == {"profile": "smoke", "epochs": 1, "synthetic_size": 600}
     assert page.cells[0].source.startswith("# Tiny A")
+    assert page.cells[1].source == "```{warning}\n" + profile_note("smoke").banner + "\n```"   # right under it
     assert nbformat.read(paths.BOOK_RUNS / "tiny_broken.ipynb", as_version=4).metadata["cakd"]["failed"] is True
     assert not (paths.BOOK_RUNS / "tiny_a-seed1.ipynb").exists()
 
