@@ -394,10 +394,10 @@ def _label_profile(nb: nbformat.NotebookNode, profile: str) -> None:
     from .report import profile_note
 
     banner = profile_note(profile).banner
-    titles = [i for i, cell in enumerate(nb.cells)
-              if cell.cell_type == "markdown" and cell.source.lstrip().startswith("# ")]
+    titles = [cell for cell in nb.cells if cell.cell_type == "markdown" and cell.source.lstrip().startswith("# ")]
     if banner and titles:
-        nb.cells.insert(titles[0] + 1, nbformat.v4.new_markdown_cell(f"```{{warning}}\n{banner}\n```"))
+        title, _, rest = titles[0].source.strip().partition("\n")
+        titles[0].source = f"{title}\n\n```{{warning}}\n{banner}\n```\n\n{rest.strip()}".strip()
 
 
 def _fold_parameters(nb: nbformat.NotebookNode) -> None:

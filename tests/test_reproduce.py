@@ -83,8 +83,7 @@ def test_two_ray_workers_land_every_run_a_failure_is_reported_and_a_rerun_skips_
     # seed 0 ran the notebook: its page is in book/runs/, stamped (a failed one says so), titled by the row
     page = nbformat.read(paths.BOOK_RUNS / "tiny_a.ipynb", as_version=4)
     assert page.metadata["cakd"]["parameters"] == {"profile": "smoke", "epochs": 1, "synthetic_size": 600}
-    assert page.cells[0].source.startswith("# Tiny A")
-    assert page.cells[1].source == "```{warning}\n" + profile_note("smoke").banner + "\n```"   # right under it
+    assert page.cells[0].source.startswith("# Tiny A\n\n```{warning}\n" + profile_note("smoke").banner + "\n```\n\n")
     assert nbformat.read(paths.BOOK_RUNS / "tiny_broken.ipynb", as_version=4).metadata["cakd"]["failed"] is True
     assert not (paths.BOOK_RUNS / "tiny_a-seed1.ipynb").exists()
 
