@@ -8,11 +8,16 @@ fixed batch, and the learning rate the run will use in each epoch.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
 from . import train
 from .config import RunConfig
 from .models import STUDENT_PIPELINE, TEACHERS, count_parameters, create_student, create_teacher
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 PROBE_BATCH, PROBE_CLASSES = 6, 5
 
@@ -85,7 +90,7 @@ def lr_schedule(config: RunConfig) -> list[float]:
     return rates
 
 
-def teacher_architectures(config: RunConfig, names: list[str]) -> "pd.DataFrame":
+def teacher_architectures(config: RunConfig, names: list[str]) -> pd.DataFrame:
     """Each teacher of `names` as the profile builds it: family, input pipeline, parameter count."""
     import pandas as pd
 

@@ -8,7 +8,6 @@ import dataclasses
 import math
 import statistics
 from dataclasses import dataclass
-from typing import Any
 
 import pandas as pd
 

@@ -11,8 +11,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
-import json
-import os
 import subprocess
 import sys
 import tempfile

@@ -28,7 +28,7 @@ from cakd.config import RunConfig, profile_config
 from cakd.data import DataUnavailableError
 from cakd.notebook import teachers_config
 from cakd.teachers import TeacherTraining
-from support import D, R18, R50, smoke_config
+from support import D, R50, smoke_config
 
 
 def written(homes: dict[str, Path]) -> list[str]:
