@@ -47,8 +47,7 @@ def install(prefix: Path | str = sys.prefix) -> Path:
 
 def _write(jupyter_data: Path) -> Path:
     folder = jupyter_data / "kernels" / KERNEL
-    folder.mkdir(parents=True, exist_ok=True)
-    files.write_json(folder / "kernel.json", kernelspec())
+    files.write_json(folder / "kernel.json", kernelspec())      # makes the folder too
     return folder
 
 

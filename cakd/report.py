@@ -15,6 +15,7 @@ from . import config as cfg
 from . import files, manifest, paths
 from .manifest import AUTHORS_RERUN_SOURCE, Row
 from .models import TEACHERS
+from .recipe import teacher_architectures
 from .runs import RunResult, find_run
 from .tables import HtmlTable, render_table
 
@@ -205,8 +206,6 @@ def run_teachers(result: RunResult) -> HtmlTable:
 
 def teachers_table(config: cfg.RunConfig, names: list[str]) -> HtmlTable:
     """The teachers page's architectures: each teacher, its family, input pipeline and parameter count."""
-    from .recipe import teacher_architectures
-
     return render_table(teacher_architectures(config, names).reset_index(), code_columns=["teacher"],
                         wide_columns=["input pipeline"], formats={"parameters": "{}"})
 

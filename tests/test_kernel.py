@@ -46,8 +46,8 @@ def test_a_kernel_of_our_spec_runs_on_encrypted_sockets(tmp_path, monkeypatch):
     manager = KernelManager(kernel_name=kernel.KERNEL)       # default policy: no encryption unless provisioned
     assert manager.transport_encryption == "disabled"
     manager.start_kernel(stderr=open(tmp_path / "kernel.log", "w"))
+    client = manager.client()
     try:
-        client = manager.client()
         client.start_channels()
         client.wait_for_ready(timeout=60)
         reply = client.execute_interactive("1 + 1", timeout=60)
