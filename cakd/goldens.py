@@ -24,7 +24,8 @@ from typing import Any, Iterator
 
 import nbformat
 
-from . import kernel, paths
+from . import authors, kernel, paths
+from .config import OPTIONS, PROFILES
 from .manifest import get_row
 
 PROFILE = "smoke"
@@ -38,8 +39,11 @@ GOLDEN_SETTINGS = {"precision": "fp64", "synthetic_size": 1200, "epochs": 2, "te
 METRIC_TOLERANCE = 10.0  # accuracies: percentage points
 LOSS_TOLERANCE = 0.1     # losses: relative
 SANITIZE = paths.GOLDEN / "sanitize.cfg"
-CONSISTENT_PATH = {"student": "cifar_mobilenetv2", "resize": 0, "pad": 4, "crop": 32,
-                   "teacher_input": "student_view", "teacher_mode": "online"}
+# The consistent profile's path: its student and views, teaching on the student's own views (online), and the
+# report's equations where the smoke profile follows the authors' code.
+CONSISTENT_PATH = {**{k: OPTIONS[k].default for k in authors.settings() if k != "precision"},
+                   **{k: v for k, v in PROFILES["consistent"].items() if k not in ("profile", "dataset")},
+                   "teacher_mode": "online"}
 
 
 def _row(row_id: str, **overrides: Any) -> tuple[str, dict[str, Any]]:

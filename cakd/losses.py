@@ -125,7 +125,7 @@ def alpha_guided_loss(student_logits: Tensor, teacher_logits: Tensor, labels: Te
     kd = weighted_kd(student_logits, teacher_logits, weights, temperature=temperature,
                      aggregation=aggregation, divide_by_k=divide_by_k)
     if m2_confidence == "teacher_true_class":
-        confidence = _true_class_probability(teacher_logits / conf_temperature, labels).mean(0)   # [B]
+        confidence = true_class_probability(teacher_logits / conf_temperature, labels).mean(0)   # [B]
     else:
         ensemble = (teacher_logits.mean(0) / conf_temperature).softmax(-1)                       # [B, C]
         confidence = ensemble.max(-1).values if m2_confidence == "max_prob" else \
@@ -153,7 +153,7 @@ def adaptive_alpha_loss(student_logits: Tensor, teacher_logits: Tensor, labels: 
     _check_teachers(teacher_logits, labels, "adaptive_alpha_loss")
     _check_choice("m3_alpha", m3_alpha, M3Alpha)
     conf_temperature = _confidence_temperature(confidence_temperature, temperature)
-    p_true = _true_class_probability(teacher_logits / conf_temperature, labels)    # [K, B]
+    p_true = true_class_probability(teacher_logits / conf_temperature, labels)    # [K, B]
     chosen = most_confident(p_true)                                                # [B]
     p_chosen = p_true.gather(0, chosen[None])[0].detach()                          # [B]
     kl = kl_per_sample(student_logits, teacher_logits, temperature)                # [K, B]
@@ -208,7 +208,13 @@ def most_confident(p_true: Tensor) -> Tensor:
     return p_true.argmax(0)
 
 
-def _true_class_probability(teacher_logits: Tensor, labels: Tensor) -> Tensor:
+def order_dependent(p_true: Tensor) -> Tensor:
+    """[K,B] -> [B] bool: samples whose Method 3 teacher depends on the teachers' order (a tie at the maximum,
+    e.g. true-class probability 1.0 for two teachers: `most_confident` then takes the first listed)."""
+    return (p_true == p_true.max(0).values).sum(0) > 1
+
+
+def true_class_probability(teacher_logits: Tensor, labels: Tensor) -> Tensor:
     """softmax(t_k,i)[y_i] for every teacher and sample: [K,B,C], [B] -> [K,B]."""
     return teacher_logits.softmax(-1).gather(2, labels[None, :, None].expand(len(teacher_logits), -1, 1))[..., 0]
 

@@ -1,22 +1,21 @@
 """The experiments manifest: every Table 1 row and every extra point of Figures 2 and 4; nothing else defines them.
 
 Notebooks, the results table, the figures, the CLI, `reproduce` and the tests all read these entries. Each entry
-carries the report's number and the authors' own 2025 re-run (README of their repository, see
-`AUTHORS_RECIPE.md`) where those exist.
+carries the report's number and the authors' own 2025 re-run (cakd.authors.RERUN_SOURCE) where those exist.
+Teachers are listed in the authors' order (ResNet-50 first): Method 3 keeps the first teacher on a tie.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
+from .authors import BASELINE_NOTE
 from .config import RunConfig, profile_config
 
 # Teacher names as the public CIFAR-100 checkpoints are published (report section 4.1).
 R18, R34, R50 = "resnet18_cifar100", "resnet34_cifar100", "resnet50_cifar100"
 D, V = "densenet121_cifar100", "vit_base_patch16_224_in21k_ft_cifar100"
-RESNETS = (R18, R34, R50)
-AUTHORS_RERUN_SOURCE = ("README of the authors' repository Jeen-Freecs/kd_thesis (October 2025 re-run: lr 0.001, "
-                        "KD rows max 150 epochs, patience 30)")
+RESNETS = (R50, R18, R34)     # the authors' order (cakd.authors: teacher order)
 
 
 @dataclass(frozen=True)
@@ -26,10 +25,11 @@ class Row:
     notebook: str                     # notebooks/<notebook>.ipynb
     params: dict[str, Any]            # notebook parameters = RunConfig fields (the method included)
     report_acc: float | None = None   # the report's Table 1 test accuracy (%), None where it lists none
-    authors_acc: float | None = None  # the authors' own re-run (AUTHORS_RERUN_SOURCE), None where none
+    authors_acc: float | None = None  # the authors' own re-run (cakd.authors.RERUN_SOURCE), None where none
     figures: tuple[str, ...] = ()     # "fig2" (baseline, single teacher), "fig3" (multi-teacher), "fig4" (tau)
     table1: bool = True               # a Table 1 row; False: an extra point of a figure
     ours: bool = False                # a point the report does not have (our addition, labelled so)
+    note: str = ""                    # what a reader must know about the report's number for this row
 
     def config(self, profile: str, seed: int = 0, **overrides: Any) -> RunConfig:
         return profile_config(profile, **{**self.params, "seed": seed, **overrides})
@@ -48,25 +48,25 @@ def _kd(teacher: str, label: str, alpha: float, report: float | None = None, aut
 
 
 def _m3_dr(temperature: float, report: float | None = None, authors: float | None = None, table1: bool = False,
-           ours: bool = False) -> Row:
+           ours: bool = False, figures: tuple[str, ...] = ("fig4",)) -> Row:
     return Row(f"m3_dr_t{temperature:g}", f"Method 3 (D, R), tau {temperature:g}", "method3",
-               {"method": "adaptive_alpha", "teachers": [D, R50], "temperature": temperature}, report, authors,
-               ("fig4",), table1, ours)
+               {"method": "adaptive_alpha", "teachers": [R50, D], "temperature": temperature}, report, authors,
+               figures, table1, ours)
 
 
 ROWS: tuple[Row, ...] = (
     Row("baseline", "Baseline (MobileNetV2, no teacher)", "baseline", {"method": "baseline"}, 66.29, 69.84,
-        ("fig2",)),
+        ("fig2",), note=BASELINE_NOTE),
     _kd(R50, "ResNet-50", 0.75, 73.75, 72.81, table1=True),
     _kd(V, "ViT-B/16", 0.25, 74.00, 73.19, table1=True),
     _kd(D, "DenseNet-121", 0.5, 75.38, 71.99, table1=True),
-    Row("m1_drv", "Method 1, CA-WKD (D, R, V)", "method1", {"method": "ca_wkd", "teachers": [D, R50, V]},
+    Row("m1_drv", "Method 1, CA-WKD (D, R, V)", "method1", {"method": "ca_wkd", "teachers": [R50, D, V]},
         73.33, 73.92, ("fig3",)),
     Row("m2_drv", "Method 2, alpha-guided (D, R, V)", "method2",
-        {"method": "alpha_guided", "teachers": [D, R50, V]}, 71.38, 74.24, ("fig3",)),
+        {"method": "alpha_guided", "teachers": [R50, D, V]}, 71.38, 74.24, ("fig3",)),
     Row("m3_drv", "Method 3, adaptive alpha (D, R, V)", "method3",
-        {"method": "adaptive_alpha", "teachers": [D, R50, V]}, 72.10, 72.34, ("fig3",)),
-    _m3_dr(8.0, 74.00, 72.72, table1=True),
+        {"method": "adaptive_alpha", "teachers": [R50, D, V]}, 72.10, 72.34, ("fig3",)),
+    _m3_dr(8.0, 74.00, 72.72, table1=True, figures=("fig3", "fig4")),   # the report's Figure 3 draws it too
     _m3_dr(16.0, 73.96, 73.26, table1=True),
     Row("m3_resnets", "Method 3 (ResNet-18/34/50)", "method3",
         {"method": "adaptive_alpha", "teachers": list(RESNETS)}, 72.90, 71.60, ("fig3",)),

@@ -1,7 +1,8 @@
-"""Student and teacher networks by name, each with its own input pipeline (report section 4.1; AUTHORS_RECIPE).
+"""Student and teacher networks by name, each with its own input pipeline (report section 4.1).
 
 Every model here takes float images in [0, 1] at any size, [B,3,H,W], and applies its own resize, centre crop
-and normalization on the device, batched, like timm's PretrainedCfg but as part of the module. Teachers are the
+and normalization on the device, batched, like timm's PretrainedCfg but as part of the module; `forward_clean`
+instead makes a teacher's input from the 8-bit image with PIL, as the authors' code did. Teachers are the
 public CIFAR-100 checkpoints the authors used, built from timm exactly as those checkpoints were made; the
 `tiny` scale builds a small member of each family under the same name (smoke profile).
 """
@@ -42,6 +43,18 @@ class InputPipeline:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
 
+    def transform(self, train: bool = False, pad: int = 0) -> Callable:
+        """The same steps as torchvision transforms of a PIL image: Resize -> CenterCrop (or, to train, RandomCrop
+        with `pad` and a flip) -> ToTensor -> Normalize. PIL resizes the 8-bit image and rounds to 8 bits."""
+        from torchvision import transforms as T
+
+        steps = [T.Resize((self.resize, self.resize), T.InterpolationMode(self.interpolation))] if self.resize else []
+        if train:
+            steps += [T.RandomCrop(self.crop, padding=pad or None), T.RandomHorizontalFlip()]
+        elif self.crop:
+            steps += [T.CenterCrop(self.crop)]
+        return T.Compose([*steps, T.ToTensor(), T.Normalize(self.mean, self.std)])
+
     def describe(self) -> str:
         steps = [f"Resize(({self.resize}, {self.resize}), {self.interpolation})"] if self.resize else []
         steps += [f"CenterCrop({self.crop})"] if self.crop else []
@@ -66,6 +79,16 @@ class Classifier(nn.Module):
         if p.crop and x.shape[-1] != p.crop:
             x = center_crop(x, p.crop)
         x = (x - self.mean) / self.std
+        return self.net(x.contiguous(memory_format=torch.channels_last) if self.channels_last else x)
+
+    def forward_clean(self, images: Tensor) -> Tensor:
+        """Logits of uint8 images [B,3,H,W] through the pipeline's PIL transform, image by image on the host, as
+        the authors' DataLoader made a teacher's input (PIL's 8-bit resize differs from a float one)."""
+        from PIL import Image
+
+        transform = self.pipeline.transform()
+        pixels = images.permute(0, 2, 3, 1).cpu().numpy()
+        x = torch.stack([transform(Image.fromarray(p)) for p in pixels]).to(images.device, self.mean.dtype)
         return self.net(x.contiguous(memory_format=torch.channels_last) if self.channels_last else x)
 
 

@@ -147,6 +147,31 @@ def teacher_accuracy(config: RunConfig, teachers: list[Any]) -> dict[str, float]
     return values
 
 
+def method3_ties(config: RunConfig) -> dict[str, dict[str, float]]:
+    """For each teacher set of a Method 3 row: how often its choice of teacher depends on the teachers' order
+    (cakd.teaching.method3_ties); also written to results/<profile>/ties.json for the reproduction notes."""
+    import dataclasses
+    import platform
+
+    import torch
+
+    from . import files, paths
+    from .data import load_splits
+    from .manifest import all_rows
+    from .runs import preflight
+    from .teaching import method3_ties as ties
+
+    device, splits, out = preflight(config), load_splits(config), {}
+    for row in all_rows():
+        names = tuple(row.params.get("teachers", ()))
+        label = ", ".join(names)
+        if row.params["method"] == "adaptive_alpha" and label not in out:
+            out[label] = ties(dataclasses.replace(config, method="adaptive_alpha", teachers=names), splits, device)
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"a CPU ({platform.machine()})"
+    files.write_json(paths.results_home() / config.profile / "ties.json", {"device": where, "sets": out})
+    return out
+
+
 def write_parameters(root: Any = None) -> list[str]:
     """Rewrite every notebook's parameters cell from the config (`python -m cakd notebooks`); returns the
     notebooks it changed."""

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from . import train
-from .config import RunConfig
+from . import authors, train
+from .config import PROFILES, RunConfig
 from .models import STUDENT_PIPELINE, TEACHERS, count_parameters, create_student, create_teacher
 
 if TYPE_CHECKING:
@@ -23,10 +23,12 @@ PROBE_BATCH, PROBE_CLASSES = 6, 5
 
 
 def describe(config: RunConfig) -> str:
-    """What the run does, one fact a line, as the book and AUTHORS_RECIPE.md list them."""
+    """What the run does, one fact a line, as the book's reproduction notes list them."""
     c = config
-    teachers = [f"  {name} ({TEACHERS[name].label}, {TEACHERS[name].pipeline_for(c.model_scale).describe()}; "
-                f"weights: {c.teacher_weights})" for name in c.teachers]
+    where = ("PIL on the 8-bit image, once per image" if c.teacher_input == "clean"
+             else "on the student's float view, on the device")
+    teachers = [f"  {i}. {name} ({TEACHERS[name].label}, {TEACHERS[name].pipeline_for(c.model_scale).describe()} "
+                f"[{where}]; weights: {c.teacher_weights})" for i, name in enumerate(c.teachers, 1)]
     cosine = (f"CosineAnnealingLR(T_max={c.cosine_epochs}, eta_min={c.eta_min:g}) stepped per epoch"
               if c.schedule == "cosine" else "constant")
     lines = [
@@ -44,10 +46,59 @@ def describe(config: RunConfig) -> str:
         f"epochs: at most {c.epochs}; early stopping: " + (f"patience {c.patience} on validation accuracy"
                                                           if c.patience else "off"),
         "reported: test accuracy at the epoch of best validation accuracy",
-        f"precision: {c.precision}",
+        f"precision: {PRECISIONS[c.precision]}",
+        f"loss ({c.loss.title}): {loss_formula(c)}",
         "loss options: " + (", ".join(f"{k}={v!r}" for k, v in c.loss_options().items()) or "none"),
+        *(f"as the authors' code ({fact.topic}): {fact.code}" for fact in authors_facts(c)),
     ]
     return "\n".join(lines)
+
+
+def authors_facts(c: RunConfig) -> list[authors.CodeFact]:
+    """The facts of the authors' code this run follows: those its profile takes (cakd.authors), while its
+    options still hold their values."""
+    taken = {k for k, v in authors.settings().items() if PROFILES[c.profile].get(k) == v == getattr(c, k)}
+    return [f for f in authors.facts_for(c.method) if set(f.settings) <= taken and (f.settings or taken)]
+
+
+PRECISIONS = {"fp16": "fp16 autocast with a gradient scaler on CUDA (the authors' precision=16); fp32 on a CPU",
+              "bf16": "bf16 autocast on CUDA (ours); fp32 on a CPU", "fp32": "fp32", "fp64": "fp64"}
+
+
+def loss_formula(c: RunConfig) -> str:
+    """The run's loss in words, as its options resolve it (KL_k = tau^2 KL(p_t_k^tau || p_s^tau) per sample)."""
+    tau = f"tau {c.temperature:g}"
+    if c.method == "baseline":
+        return "L = CE"
+    if c.method == "kd":
+        return f"L = {c.alpha:g} mean_i KL_i + {1 - c.alpha:g} CE, {tau}"
+    at = "1" if c.confidence_temperature == "one" else "tau"
+    if c.method == "adaptive_alpha":
+        chosen = (f"k*_i = argmax_k p_k(y_i) at temperature {at} (the first teacher listed wins a tie); "
+                  f"alpha = {'mean_i p_k*(y_i)' if c.m3_alpha == 'batch' else 'p_k*(y_i) per sample'}")
+        return f"{chosen}; L = " + ("alpha KL_k* + (1 - alpha) CE" if c.use_ce else "KL_k*") + f", {tau}"
+    weights = {"sample": "w_k,i = (1 - softmax_k(CE_k,i)) / (K - 1) per sample",
+               "batch": "w_k = (1 - softmax_k(mean_i CE_k,i)) / (K - 1)",
+               "batch_mean": "w_k = mean_i (1 - softmax_k(CE_k,i)) / (K - 1)"}[c.weighting]
+    kd = {("sum_kl", "batch_mean"): "L_KL = sum_k w_k mean_i KL_k,i",
+          ("sum_kl", "batch"): "L_KL = sum_k w_k mean_i KL_k,i"}.get(
+        (c.aggregation, c.weighting), "L_KL = mean_i sum_k w_k,i KL_k,i" if c.aggregation == "sum_kl" else
+        "L_KL = mean_i KL(softmax(sum_k w_k t_k,i / tau) || p_s^tau)")
+    kd += " / K" if c.divide_by_k else ""
+    head = f"{weights} (CE_k at temperature {at}); {kd}"
+    if c.method == "ca_wkd":
+        return f"{head}; L = L_KL + CE, {tau}"
+    conf = {"max_prob": "conf = mean_i max_c softmax(mean_k t_k,i)",
+            "true_class": "conf = mean_i softmax(mean_k t_k,i)[y_i]",
+            "teacher_true_class": "conf_i = mean_k softmax(t_k,i)[y_i]"}[c.m2_confidence]
+    per_sample = c.m2_gate == "sample_mean"
+    if per_sample and c.m2_confidence != "teacher_true_class":
+        conf = conf.replace("conf = mean_i ", "conf_i = ")
+    if not per_sample and c.m2_confidence == "teacher_true_class":
+        conf = "conf = mean_i mean_k softmax(t_k,i)[y_i]"
+    gate = (f"g = mean_i sigmoid({c.gamma:g} (conf_i - {c.theta:g}))" if per_sample
+            else f"g = sigmoid({c.gamma:g} (conf - {c.theta:g}))")
+    return f"{head}; {conf} (temperature {at}); {gate}; L = g L_KL + (1 - g) {c.m2_ce_weight:g} CE, {tau}"
 
 
 def parameter_counts(config: RunConfig, num_classes: int = 100) -> dict[str, int]:

@@ -72,9 +72,9 @@ class OnlineTeachers:
 
     @torch.no_grad()
     def __call__(self, indices: Tensor, view_ids: Tensor, views: Tensor) -> Tensor:
-        images = views if self.teacher_input == "student_view" else self.train.images[indices]
+        images = views if self.teacher_input == "student_view" else self.train.images[indices]   # float | uint8
         self._passes += len(self.teachers) * len(indices)
-        return torch.stack([teacher_forward(t, _as_float(images), self.precision) for t in self.teachers]).float()
+        return torch.stack([teacher_forward(t, images, self.precision) for t in self.teachers]).float()
 
 
 class CachedTeachers:
@@ -192,6 +192,28 @@ def teacher_logits(config: RunConfig, splits: Splits, device: torch.device) -> t
     return CachedTeachers(caches, names, device), record
 
 
+def method3_ties(config: RunConfig, splits: Splits, device: torch.device, chunk: int = 4096) -> dict[str, float]:
+    """How often Method 3's choice of teacher depends on the teachers' order, over the cached training logits of
+    `config.teachers` (every cached view of every image): the percentage of samples where two or more teachers
+    share the highest true-class probability, and of samples where they share it at exactly 1.0."""
+    from .losses import order_dependent, true_class_probability
+
+    caches = teacher_logits(config, splits, device)[0].caches
+    temperature = 1.0 if config.confidence_temperature == "one" else config.temperature
+    samples = tied = at_one = 0
+    for first in range(0, len(splits.train), chunk):
+        logits = torch.stack([c.train[first:first + chunk].to(device) for c in caches]).float()  # [K,b(,V),C]
+        labels = splits.train.labels[first:first + chunk].to(device)
+        if logits.dim() == 4:   # every view of each image: views into the batch
+            labels = labels.repeat_interleave(logits.shape[2])
+            logits = logits.flatten(1, 2)
+        p_true = true_class_probability(logits / temperature, labels)
+        tie = order_dependent(p_true)
+        samples, tied = samples + len(labels), tied + int(tie.sum())
+        at_one += int((tie & (p_true.max(0).values == 1)).sum())
+    return {"samples": samples, "tied_pct": 100 * tied / samples, "tied_at_1_pct": 100 * at_one / samples}
+
+
 def load_or_build_cache(config: RunConfig, teacher: Any, splits: Splits, device: torch.device
                         ) -> tuple[TeacherLogitCache, int]:
     """The teacher's logit cache and the forward passes spent building it now (0 when loaded)."""
@@ -211,9 +233,12 @@ def load_or_build_cache(config: RunConfig, teacher: Any, splits: Splits, device:
 
 
 def teacher_forward(model: nn.Module, images: Tensor, precision: str) -> Tensor:
-    """A frozen teacher's logits, rounded to the cache dtype: cache and online teaching train identically."""
+    """A frozen teacher's logits, rounded to the cache dtype: cache and online teaching train identically.
+
+    uint8 images are clean: the teacher's PIL transform makes its input (`Classifier.forward_clean`); float images
+    are the student's views and go through its pipeline on the device."""
     with autocast_for(images.device, precision):
-        logits = model(images).float()
+        logits = (model.forward_clean(images) if images.dtype == torch.uint8 else model(images)).float()
     return logits.to(CACHE_DTYPE)
 
 
@@ -223,7 +248,7 @@ def teacher_accuracy(model: nn.Module, splits: Splits, device: torch.device, pre
     out = {}
     for name, split in (("val_acc", splits.val), ("test_acc", splits.test)):
         split = split.to(device)
-        correct = sum(int((teacher_forward(model, _as_float(split.images[i:i + 1024]), precision).argmax(1)
+        correct = sum(int((teacher_forward(model, split.images[i:i + 1024], precision).argmax(1)
                            == split.labels[i:i + 1024]).sum()) for i in range(0, len(split), 1024))
         out[name] = 100.0 * correct / len(split)
     return out
@@ -242,7 +267,7 @@ def _fill(out: np.ndarray, model: nn.Module, split: Split, count: int, views: Vi
     for first in tqdm(range(0, pairs, batch_size), desc=desc, disable=None, leave=False):
         flat = torch.arange(first, min(first + batch_size, pairs), device=device)
         index, view = flat // count, flat % count
-        batch = apply_views(images[index], view, views) if count > 1 else _as_float(images[index])
+        batch = apply_views(images[index], view, views) if count > 1 else images[index]
         with torch.no_grad():
             logits = teacher_forward(model, batch, precision)
         if not torch.isfinite(logits).all():
@@ -258,11 +283,6 @@ def prepare_teacher(model: nn.Module, device: torch.device) -> nn.Module:
         model = model.to(memory_format=torch.channels_last)
         model.channels_last = True
     return model
-
-
-def _as_float(images: Tensor) -> Tensor:
-    """uint8 clean images -> [0, 1] floats in the teacher's dtype; float views pass through."""
-    return images.float() / 255 if images.dtype == torch.uint8 else images
 
 
 def _fits(array: Tensor, device: torch.device) -> bool:

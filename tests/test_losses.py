@@ -12,7 +12,8 @@ import torch.nn.functional as F
 
 from cakd.config import RunConfig
 from cakd.losses import (LOSSES, adaptive_alpha_loss, alpha_guided_loss, ca_wkd_loss, ce_loss, kd_loss,
-                         kl_per_sample, register_loss, teacher_weights)
+                         kl_per_sample, most_confident, order_dependent, register_loss,
+                         teacher_weights)
 from support import D, R50
 
 LN2, LN3, LN4 = math.log(2), math.log(3), math.log(4)
@@ -519,3 +520,10 @@ def test_method_3_alpha_carries_no_gradient_into_the_loss():
     plain = s.clone().requires_grad_(True)
     F.cross_entropy(plain, y).backward()
     close(student.grad, (1 - diag["alpha"]) * plain.grad, atol=1e-6, rtol=1e-4)
+
+
+def test_order_dependent_marks_a_shared_maximum_and_nothing_else():
+    # sample 0: teachers 0 and 2 tie at 1.0; sample 1: teacher 1 alone highest; sample 2: all three tie
+    p_true = torch.tensor([[1.0, 0.2, 0.5], [0.3, 0.9, 0.5], [1.0, 0.1, 0.5]])
+    assert order_dependent(p_true).tolist() == [True, False, True]
+    assert most_confident(p_true).tolist() == [0, 1, 0]       # the first teacher listed wins a tie

@@ -1,5 +1,5 @@
 """Student and teacher registries, the checkpoints' architectures, their input pipelines, public weights offline
-(cakd.models; AUTHORS_RECIPE "Teachers"). Every name built with pretrained=False; nothing touches the network."""
+(cakd.models; the authors' teachers). Every name built with pretrained=False; nothing touches the network."""
 from __future__ import annotations
 
 import urllib.error
@@ -93,7 +93,7 @@ def _shapes(net: nn.Module) -> dict[str, tuple[int, ...]]:
 
 
 def _recipe_resnet(arch: str, features: int) -> nn.Module:
-    """AUTHORS_RECIPE: timm resnet, conv1 = Conv2d(3, 64, 3, 1, 1, bias=False), maxpool Identity, fc Linear(., 100)."""
+    """The published checkpoints: timm resnet, conv1 = Conv2d(3, 64, 3, 1, 1, bias=False), maxpool Identity, fc Linear(., 100)."""
     import timm
 
     net = timm.create_model(arch, pretrained=False)
@@ -249,6 +249,34 @@ def test_centre_crop_equals_torchvision_for_an_odd_margin():
     x = images(1, size=37, seed=4)
     torch.testing.assert_close(recorded(InputPipeline(None, 32, "bilinear", (0., 0., 0.), (1., 1., 1.)), x),
                                T.CenterCrop(32)(x))
+
+
+def _authors_eval_transform(name: str):
+    """The authors' notebook, cell 8 (`_get_transform`, is_train=False), written out for each teacher family."""
+    from PIL import Image
+    from torchvision import transforms
+
+    cifar = transforms.Normalize(mean=[0.5071, 0.4865, 0.4409], std=[0.2673, 0.2564, 0.2762])
+    return {"resnet": transforms.Compose([transforms.ToTensor(), cifar]),
+            "densenet": transforms.Compose([transforms.Resize((36, 36), interpolation=Image.BILINEAR),
+                                            transforms.CenterCrop(32), transforms.ToTensor(),
+                                            transforms.Normalize(mean=[0.5071, 0.4867, 0.4408],
+                                                                 std=[0.2675, 0.2565, 0.2761])]),
+            "vit": transforms.Compose([transforms.Resize((248, 248), interpolation=Image.BICUBIC),
+                                       transforms.CenterCrop(224), transforms.ToTensor(),
+                                       transforms.Normalize(mean=[0.5, 0.5, 0.5], std=[0.5, 0.5, 0.5])])}[name]
+
+
+@pytest.mark.parametrize("name,family", [(R50, "resnet"), (D, "densenet"), (V, "vit")])
+def test_a_clean_teacher_input_is_the_authors_pil_transform_of_the_8_bit_image(name, family):
+    from PIL import Image
+
+    recorder = Recorder()
+    pixels = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(5))
+    Classifier(recorder, TEACHERS[name].pipeline).forward_clean(pixels)
+    expected = torch.stack([_authors_eval_transform(family)(Image.fromarray(p.permute(1, 2, 0).numpy()))
+                            for p in pixels])
+    assert torch.equal(recorder.seen, expected)
 
 
 # ----------------------------------------------------------------------------- unknown names

@@ -250,3 +250,19 @@ def test_cache_and_online_runs_give_the_same_history(smoke_teachers, teacher_inp
     assert cached.metrics["teacher_forward_passes"] == 0
     # 1 epoch of 400 // 32 = 12 full batches of 32, 2 teachers
     assert online.metrics["teacher_forward_passes"] == 12 * 32 * 2
+
+
+def test_method3_ties_count_every_cached_sample_and_do_not_depend_on_the_chunk(smoke_teachers):
+    from cakd.data import load_splits
+    from cakd.losses import order_dependent, true_class_probability
+
+    config = smoke_config(method="adaptive_alpha", teachers=SESSION_TEACHERS, resize=0, pad=1, crop=32,
+                          teacher_input="student_view")     # 18 views per image: views become samples
+    data = load_splits(config)
+    whole = teaching.method3_ties(config, data, CPU, chunk=10_000)
+    assert whole == teaching.method3_ties(config, data, CPU, chunk=7)
+    assert whole["samples"] == 400 * 18
+    caches = teaching.teacher_logits(config, data, CPU)[0].caches
+    logits = torch.stack([c.train.float().flatten(0, 1) for c in caches])
+    p_true = true_class_probability(logits, data.train.labels.repeat_interleave(18))
+    assert whole["tied_pct"] == pytest.approx(100 * order_dependent(p_true).double().mean().item())
