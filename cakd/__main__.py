@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import shlex
 import sys
 from pathlib import Path
 
@@ -28,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, default=1, metavar="N",
                    help="seeds 0..N-1 per row; seed 0 runs in the notebooks, the others directly (default 1)")
     p.add_argument("--force", action="store_true", help="retrain the runs and re-execute every notebook "
-                   "(fine-tuned teachers are kept: delete the cache home to retrain them)")
+                   "(teachers trained here are kept: delete the cache home to retrain them)")
     p.add_argument("--no-build", dest="build", action="store_false", help="skip `jupyter-book build .`")
     p.add_argument("--workers", type=int, default=1, metavar="N",
                    help="CPU runs at a time on this machine, through Ray when N > 1 (default 1: one after "
@@ -110,7 +111,8 @@ def _bench(args: argparse.Namespace) -> int:
 
     settings = {f.name: getattr(args, f.name) for f in dataclasses.fields(BenchSettings)
                 if getattr(args, f.name) is not None}
-    run_benchmark(args.device, args.profile, out=args.out, compile=args.compile, **settings)
+    run_benchmark(args.device, args.profile, out=args.out, compile=args.compile,
+                  command=" ".join(["python -m cakd", *map(shlex.quote, sys.argv[1:])]), **settings)
     return 0
 
 

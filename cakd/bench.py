@@ -1,4 +1,4 @@
-"""Benchmark (issue 15): what users compare with, per profile, timed in one process on the same models and shapes.
+"""Benchmark: what users compare with, per profile, timed in one process on the same models and shapes.
 
 Ours: uint8 data on the device, batched resize/crop/flip, cached teacher logits, bf16 + channels_last and the
 training step as one CUDA graph (`train.train_epoch`). Against it: the plain student step (what KD costs), the
@@ -92,10 +92,11 @@ class Pipeline:
 
 def run_benchmark(device: str = "cpu", profile: str = "smoke", repeats: int | None = None, out: Path | None = None,
                   *, compile: bool = False, write: bool = True, config: dict[str, Any] | None = None,
-                  **overrides: int) -> dict[str, Any]:
+                  command: str | None = None, **overrides: int) -> dict[str, Any]:
     """Time the profile's pipelines, the teachers' forward pass and the student's evaluation; print a summary and
     write the record as JSON to `out` (default results/<profile>/bench.json). `config` overrides RunConfig
-    options (e.g. model_scale='tiny'); `overrides` replace BenchSettings fields."""
+    options (e.g. model_scale='tiny'); `overrides` replace BenchSettings fields. The record names the commit
+    and `command`, the command line that asked for it."""
     if out is not None and (Path(out).suffix != ".json" or Path(out).is_dir()):   # checked now, not after timing
         raise ValueError(f"out={str(out)!r} must be a .json file path such as results/bench.json")
     configure_threads()
@@ -153,7 +154,7 @@ def run_benchmark(device: str = "cpu", profile: str = "smoke", repeats: int | No
                for (name, p), sec in zip(pipelines.items(), seconds.values())}
     del pipelines
     _free(dev)
-    result = _record(dev, cfg, s, compile, timings, _time_eval(cfg, fit_cfg, train, s, dev),
+    result = _record(dev, cfg, s, compile, command, timings, _time_eval(cfg, fit_cfg, train, s, dev),
                      _time_teachers(cfg, train, s, dev))
     print(summary(result), flush=True)
     if write:
@@ -244,10 +245,10 @@ def _authors(cfg: RunConfig, train: Split, step_loss: Callable, s: BenchSettings
     dropped before each timed repeat, so its timed steps wait for their data as an epoch's steps do.
     """
     v = cfg.views
-    student_tf = _host_transform(InputPipeline(v.resize or None, v.crop, "bicubic", STUDENT_PIPELINE.mean,
-                                               STUDENT_PIPELINE.std), train=True, pad=v.pad)
+    student_tf = InputPipeline(v.resize or None, v.crop, "bicubic", STUDENT_PIPELINE.mean,
+                               STUDENT_PIPELINE.std).transform(train=True, pad=v.pad)
     teachers = _teachers(cfg)
-    dataset = AuthorsCIFAR(train, student_tf, [_host_transform(t.pipeline) for t in teachers])
+    dataset = AuthorsCIFAR(train, student_tf, [t.pipeline.transform() for t in teachers])
     in_flight = 2 * s.loader_workers   # DataLoader's default prefetch_factor 2 per worker
     total = (s.warmup + s.repeats * (s.steps + in_flight)) * s.batch_size   # one iterator, no epoch restarts
     sampler = torch.utils.data.RandomSampler(dataset, replacement=True, num_samples=total,
@@ -280,20 +281,6 @@ def _authors(cfg: RunConfig, train: Split, step_loss: Callable, s: BenchSettings
     return Pipeline(run, lambda: counter["passes"], before_repeat=lambda: [next(batches) for _ in range(in_flight)])
 
 
-def _host_transform(p: InputPipeline, train: bool = False, pad: int = 0) -> Callable:
-    """torchvision transforms of a pipeline: Resize -> RandomCrop + flip (train) or CenterCrop -> ToTensor ->
-    Normalize."""
-    from torchvision import transforms as T
-
-    mode = {"bicubic": T.InterpolationMode.BICUBIC, "bilinear": T.InterpolationMode.BILINEAR}[p.interpolation]
-    steps = [T.Resize((p.resize, p.resize), interpolation=mode)] if p.resize else []
-    if train:
-        steps += [T.RandomCrop(p.crop, padding=pad or None), T.RandomHorizontalFlip()]
-    elif p.crop:
-        steps += [T.CenterCrop(p.crop)]
-    return T.Compose(steps + [T.ToTensor(), T.Normalize(p.mean, p.std)])
-
-
 def _student(cfg: RunConfig) -> nn.Module:
     torch.manual_seed(0)
     return create_student(cfg.student, NUM_CLASSES, cfg.model_scale)
@@ -314,7 +301,7 @@ def _time_teachers(cfg: RunConfig, train: Split, s: BenchSettings, dev: torch.de
         def run(steps: int, model: nn.Module = model) -> None:
             for _ in range(steps):
                 index = torch.randint(0, len(images), (s.teacher_batch_size,), generator=generator).to(dev)
-                batch = (images[index].float() / 255 if cfg.teacher_input == "clean" else
+                batch = (images[index] if cfg.teacher_input == "clean" else
                          apply_views(images[index], random_views(len(index), cfg.views, generator), cfg.views))
                 teacher_forward(model, batch, cfg.precision)
         timings[name] = _measure(run, s, dev, s.teacher_batch_size)
@@ -401,11 +388,25 @@ def _machine(device: torch.device) -> dict[str, Any]:
             "cudnn": torch.backends.cudnn.version() if device.type == "cuda" else None}
 
 
-def _record(device: torch.device, cfg: RunConfig, s: BenchSettings, compile: bool, timings: dict[str, dict],
+def _commit() -> str | None:
+    """The repository's commit, '+changes' when the tree differs from it; None outside a git checkout."""
+    import subprocess
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=paths.ROOT, capture_output=True, text=True, check=True).stdout
+    try:
+        return git("rev-parse", "--short", "HEAD").strip() + ("+changes" if git("status", "--porcelain").strip() else "")
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def _record(device: torch.device, cfg: RunConfig, s: BenchSettings, compile: bool, command: str | None,
+            timings: dict[str, dict],
             eval_timing: dict, teacher_timings: dict[str, dict]) -> dict[str, Any]:
     rate = {name: t["images_per_s"] for name, t in timings.items()}
     ratios = {name: rate[a] / rate[b] for name, (a, b) in RATIOS.items() if a in rate and b in rate}
-    return {"schema": 2, "profile": cfg.profile, "device": device.type,
+    return {"schema": 2, "profile": cfg.profile, "device": device.type, "commit": _commit(),
+            "command": command or f"cakd.bench.run_benchmark({device.type!r}, {cfg.profile!r})",
             "created": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "machine": _machine(device),
             "settings": dataclasses.asdict(s) | {"compile": compile, "kd_method": KD_METHOD,
                                                  "kd_teachers": list(KD_TEACHERS)},

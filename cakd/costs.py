@@ -44,7 +44,7 @@ def estimate_table1(images_per_s: dict[str, float], teacher_images_per_s: dict[s
 
     Each run trains its config's epochs (the maximum: early stopping can end it sooner) over TRAIN_IMAGES and
     evaluates EVAL_IMAGES after each epoch. KD runs use the cached-KD rate whatever their number of teachers
-    (a cache lookup costs next to nothing). The teachers are public checkpoints: nothing is fine-tuned.
+    (a cache lookup costs next to nothing). The teachers are public checkpoints, used frozen.
     """
     profile_note(profile)
     for name in ("plain", "kd_cached"):
@@ -88,9 +88,10 @@ def estimate_basis(record: dict[str, Any]) -> str | None:
 def measured_tables(record: dict[str, Any]) -> list[HtmlTable]:
     """The benchmark's timings: the four pipelines, their ratios (with the targets), the teachers' forward pass."""
     m, s = record["machine"], record["settings"]
-    caption = (f"Measured: profile '{record['profile']}' on {m['device_name']} ({record['device']}), torch "
-               f"{m['torch']}, {m['threads']} threads, batch {s['batch_size']}, median of {s['repeats']} x "
-               f"{s['steps']} steps, {record['created']}.")
+    caption = (f"Measured: profile '{record['profile']}' on {m['device_name']} ({record['device']}), precision "
+               f"{record['config']['precision']}, torch {m['torch']}, {m['threads']} threads, batch "
+               f"{s['batch_size']}, median of {s['repeats']} x {s['steps']} steps, {record['created']}, commit "
+               f"{record.get('commit') or 'not recorded'}, by {record.get('command') or 'python -m cakd bench'}.")
     pipelines = pd.DataFrame.from_records([
         {"pipeline": p.get("label", name), "images/s": p["images_per_s"],
          "teacher passes / image": p["teacher_passes_per_image"], "peak memory (MB)": p["peak_memory_mb"]}

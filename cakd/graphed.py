@@ -1,5 +1,5 @@
 """The training step as one CUDA graph: augmentation, forward, loss, backward and AdamW captured once, then
-replayed for every batch, so a step costs one launch and no Python (issue 15; `train.train_epoch` uses it).
+replayed for every batch, so a step costs one launch and no Python (`train.train_epoch` uses it).
 
 The graph reads its batch from static index buffers and adds its per-step sums into static accumulators: the
 per-epoch sums need no host sync. AdamW must be capturable with its learning rate in a device tensor, which

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from . import authors, files, manifest, paths
 from . import config as cfg
-from . import files, manifest, paths
-from .manifest import AUTHORS_RERUN_SOURCE, Row
+from .manifest import Row
 from .models import TEACHERS
 from .recipe import teacher_architectures
 from .runs import RunResult, find_run
@@ -81,7 +81,7 @@ def registry_seeds(profile: str) -> list[int]:
 def results_table(profile: str, seeds: int | None = None) -> pd.DataFrame:
     """Table 1 regenerated: one row per manifest Table 1 row.
 
-    Columns: id, label, report (the report's Table 1), authors (their re-run, AUTHORS_RERUN_SOURCE), mean, std
+    Columns: id, label, report (the report's Table 1), authors (their re-run, cakd.authors.RERUN_SOURCE), mean, std
     (sample sd over seeds, NaN below two), n (seeds found), difference (mean - report; NaN for a profile that
     is not comparable with the report, such as smoke). A missing run lowers n: nothing is invented.
     """
@@ -114,8 +114,11 @@ def table1(profile: str, seeds: int | None = None, table: pd.DataFrame | None = 
     caption = (f"Table 1. Test accuracy (%) at the epoch of best validation accuracy. Profile '{profile}': "
                f"{note.summary}. Ours: mean and sample standard deviation over the seeds found in the registry "
                f"({seed_text}; n = 0: not run yet).")
-    notes = [f"* Authors' re-run: {AUTHORS_RERUN_SOURCE}. Report: {REPORT_SOURCE}.",
-             "std needs n >= 2; a dash marks a missing value."]
+    notes = [f"* Authors' re-run: {authors.RERUN_SOURCE}. Report: {REPORT_SOURCE}.",
+             "std needs n >= 2; a dash marks a missing value.",
+             *(f"{row.label}: {row.note}" for row in manifest.ROWS if row.note)]
+    if profile == "paper":
+        notes.append(paper_formulas_note())
     if not note.comparable:
         notes.append(f"Difference not computed for the '{profile}' profile: its numbers come from stand-in data "
                      "and models, so a difference from the report would mean nothing.")
@@ -137,6 +140,18 @@ def seeds_summary(table: pd.DataFrame, profile: str) -> str:
     command = RESEED_COMMAND.format(profile=profile)
     return (f"Seeds per Table 1 row in the `{profile}` profile: " + "; ".join(parts) + ". Seeds 0..N-1 of "
             f"every row (finished runs are reused, so only the new seeds train): `{command}`.")
+
+
+def paper_formulas_note() -> str:
+    """One sentence: where the paper profile runs the authors' code rather than the report's equations."""
+    topics = "; ".join(f.topic for f in authors.FACTS if f.settings)
+    return (f"The paper profile runs the code behind Table 1 where it differs from the report's equations ({topics}); "
+            "see the reproduction notes.")
+
+
+def figure2_note() -> str:
+    """Under Figure 2: the baseline curve's origin (the report's baseline was not made by the published code)."""
+    return f"**The baseline.** {manifest.get_row('baseline').note}"
 
 
 def figure_series(profile: str, figure: str, seeds: int | None = None) -> list[tuple[Row, list[RunResult]]]:
@@ -181,11 +196,34 @@ def choices_table() -> pd.DataFrame:
     return pd.DataFrame({"choice": [o.name for o in ours], "ours, and why": [o.doc for o in ours]})
 
 
+def authors_code_table() -> pd.DataFrame:
+    """Where the paper profile follows the authors' code (cakd.authors.FACTS), next to the report and to the
+    consistent profile's value, with each difference's effect."""
+    consistent = cfg.profile_config("consistent")
+
+    def values(config: cfg.RunConfig, fact: authors.CodeFact, otherwise: str) -> str:
+        return ", ".join(f"{k} {getattr(config, k)!r}" for k in fact.settings) or otherwise
+
+    paper = cfg.profile_config("paper")
+    return pd.DataFrame.from_records([
+        {"topic": f.topic, "the report": f.report, "the authors' code (notebook cells)": f.code,
+         "paper profile": values(paper, f, "as the code"), "consistent profile (ours)": values(consistent, f, "the same"),
+         "effect": f.effect} for f in authors.FACTS])
+
+
 BOOK_TABLES = {   # name -> (DataFrame function, code columns, wide columns); the {cakd-table} directive's names
     "options": (options_table, ("option",), ("what it does",)),
+    "authors-code": (authors_code_table, (), ("the authors' code (notebook cells)", "effect")),
     "profiles": (profiles_table, ("setting",), ()),
     "profile-notes": (profile_notes_table, ("profile",), ("what it is",)),
     "choices": (choices_table, ("choice",), ("ours, and why",)),
+}
+
+
+BOOK_TEXTS = {   # name -> the text the {cakd-text} directive puts on a page (markdown), from its one source
+    "baseline-note": lambda: manifest.get_row("baseline").note,
+    "paper-formulas": lambda: paper_formulas_note(),
+    "rerun-hours": lambda: f"The authors' README gives {authors.RERUN_HOURS}.",
 }
 
 
@@ -223,6 +261,18 @@ def _teacher_accuracy(by_teacher: dict[str, dict[str, float]]) -> HtmlTable:
           "test accuracy (%)": acc["test_acc"]} for name, acc in by_teacher.items()],
         columns=["teacher", "validation accuracy (%)", "test accuracy (%)"])
     return render_table(frame)
+
+
+def ties_table(ties: dict[str, dict[str, float]]) -> HtmlTable:
+    """`notebook.method3_ties`: per Method 3 teacher set, the training samples whose teacher depends on the order."""
+    frame = pd.DataFrame.from_records([
+        {"teachers (in order)": names, "training samples": int(t["samples"]),
+         "tied (%)": t["tied_pct"], "tied at p = 1.0 (%)": t["tied_at_1_pct"]} for names, t in ties.items()])
+    return render_table(frame, formats={"training samples": "{:,}", "tied (%)": "{:.2f}",
+                                        "tied at p = 1.0 (%)": "{:.2f}"}, code_columns=["teachers (in order)"],
+                        notes=["Tied: two or more teachers share the highest true-class probability (temperature 1), "
+                               "so Method 3 takes the first one listed; a view of an image counts as a sample when "
+                               "the teachers see the student's views."])
 
 
 def _check_seeds(seeds: int | None) -> int | None:

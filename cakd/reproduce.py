@@ -1,6 +1,6 @@
 """`python -m cakd reproduce`: the teachers page, every manifest row and seed (seed 0 through its notebook,
 papermill, seeds 1..N-1 through load_or_train), the results notebook (Table 1, Figures 2-4), then the Jupyter
-Book (DESIGN section 8). The runs go through `cakd.engine`: several at a time, on GPUs or a Ray cluster.
+Book. The runs go through `cakd.engine`: several at a time, on GPUs or a Ray cluster.
 
 Finished work is reused: a run is skipped when the registry holds it and, for seed 0, its executed notebook in
 book/runs/ came from the same notebook source and parameters. A failed run loses no other: each lands in the
@@ -204,7 +204,7 @@ def _placeholder_stamp(profile: str) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- helpers
 
 def _teachers_stage(engine: Engine, profile: str, force: bool, log: Log, terminal: bool | None) -> Outcome:
-    """The teachers page, once, before any run: it fine-tunes (or loads) every teacher the manifest uses."""
+    """The teachers page, once, before any run: it trains (smoke) or loads every teacher the manifest uses."""
     names = [t for t in TEACHERS if any(t in row.params.get("teachers", ()) for row in all_rows())]
     log("teachers: " + ", ".join(names))
     config = profile_config(profile)
@@ -305,7 +305,7 @@ def _bench(profile: str, force: bool, log: Log) -> list[str]:
         from .bench import run_benchmark                  # inside: a broken benchmark must not lose the runs
 
         with contextlib.redirect_stdout(io.StringIO()):   # its tables are on the Performance page
-            run_benchmark("auto", profile, out=out)
+            run_benchmark("auto", profile, out=out, command=f"python -m cakd bench --profile {profile} --device auto")
     except Exception as e:  # noqa: BLE001 -- report it and go on: the page then says there is no benchmark
         log(f"  FAILED: {type(e).__name__}: {e}")
         return ["bench"]

@@ -67,7 +67,7 @@ class TeacherTraining:
 
 
 def load_teacher(config: RunConfig, name: str, splits: Splits | None = None, *, force: bool = False) -> LoadedTeacher:
-    """Teacher `name` as `config.teacher_weights` says: published weights (never fine-tuned), or trained here."""
+    """Teacher `name` as `config.teacher_weights` says: published weights, frozen, or trained here."""
     check_flag("force", force)
     if config.teacher_weights == "public":
         if splits is not None and splits.num_classes != PUBLIC_CLASSES:

@@ -1,4 +1,4 @@
-"""The training loop (report section 4.1; AUTHORS_RECIPE): one `fit` for students and the smoke teachers.
+"""The training loop (report section 4.1, the authors' recipe): one `fit` for students and the smoke teachers.
 
 Data and augmentation stay on the device; the step has no host sync (per-epoch sums stay on the device);
 mixed precision and channels_last on CUDA, fp32 or fp64 on a CPU. The learning rate follows CosineAnnealingLR

@@ -1,4 +1,4 @@
-"""One GPU check of issue 15, in one process, within a time budget (default 330 s):
+"""One GPU check, in one process, within a time budget (default 330 s):
 
   (d) torch / CUDA / GPU names, and channels_last of the 224 student and of the teachers;
   (b) 50 graphed against 50 eager training steps of the consistent profile's step (same losses within bf16

@@ -1,4 +1,4 @@
-"""Datasets, the authors' stratified split, and the student's views (cakd.data; AUTHORS_RECIPE "Data").
+"""Datasets, the authors' stratified split, and the student's views (cakd.data; the authors' data).
 
 Nothing here touches the network.
 """

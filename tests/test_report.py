@@ -171,6 +171,7 @@ def _record(profile: str, device: str = "cuda") -> dict:
     teachers = sorted({t for row in manifest.all_rows() for t in row.params.get("teachers", [])})
     return {"profile": profile, "device": device, "machine": {"device_name": "GPU X", "torch": "2", "threads": 1},
             "settings": {"batch_size": 8, "repeats": 1, "steps": 1}, "created": "today", "memory_method": "m",
+            "config": {"precision": "bf16"}, "commit": "abc1234", "command": "python -m cakd bench",
             "pipelines": {n: {"label": n, "images_per_s": 45_000.0, "teacher_passes_per_image": 0,
                               "peak_memory_mb": 1.0} for n in ("plain", "kd_cached", "kd_online", "naive")},
             "ratios": {"kd_cached/plain": 1.0}, "targets": {"kd_cached/plain": {"target": 0.9, "met": True}},

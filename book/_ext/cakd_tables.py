@@ -2,6 +2,8 @@
 Every table goes through cakd.tables.render_table, the renderer of Table 1.
 
 ``{cakd-table} NAME``: a reproduction-notes table (cakd.report.BOOK_TABLES: options, choices, profiles, ...).
+``{cakd-text} NAME``: a passage kept once in cakd (cakd.report.BOOK_TEXTS: the baseline note, ...).
+``{cakd-ties}``: the Method 3 ties the teachers page measured (results/<profile>/ties.json, paper first).
 ``{cakd-bench} measured|estimate [FILE]``: a benchmark file's timings, or the whole-Table-1 estimate made from
 them (cakd.costs): FILE (relative to the repository, e.g. a measurement kept with the book), else the newest
 results/<profile>/bench.json, the paper profile's when there is one, else consistent's, else smoke's.
@@ -15,7 +17,7 @@ from docutils import nodes
 from docutils.statemachine import StringList
 from sphinx.util.docutils import SphinxDirective
 
-from cakd import config, costs, paths, report, tables
+from cakd import authors, config, costs, manifest, paths, report, tables
 
 BENCH_PARTS = ("measured", "estimate")
 
@@ -32,6 +34,32 @@ class CakdTable(SphinxDirective):
         return [nodes.raw("", report.book_table(name).html, format="html")]
 
 
+class CakdText(SphinxDirective):
+    required_arguments = 1
+
+    def run(self) -> list[nodes.Node]:
+        name = self.arguments[0]
+        if name not in report.BOOK_TEXTS:
+            raise self.error(f"cakd-text {name!r} is unknown; texts are {sorted(report.BOOK_TEXTS)}")
+        for module in (report, authors, manifest):
+            self.env.note_dependency(str(Path(module.__file__).resolve()))
+        return _markdown(self, report.BOOK_TEXTS[name]())
+
+
+class CakdTies(SphinxDirective):
+    def run(self) -> list[nodes.Node]:
+        path = newest_result("ties.json")
+        if path is None:
+            return _markdown(self, "*Not measured yet: the teachers page of `python -m cakd reproduce` writes it.*")
+        self.env.note_dependency(str(path))
+        profile, record = path.parent.name, json.loads(path.read_text())
+        table = report.ties_table(record["sets"])
+        note = report.profile_note(profile).banner
+        caption = (f"Measured on {record['device']} by the teachers page of `python -m cakd reproduce --profile "
+                   f"{profile}` (its `ties.json`)" + (f". {note}." if note else "."))
+        return _markdown(self, caption) + [nodes.raw("", table.html, format="html")]
+
+
 class CakdBench(SphinxDirective):
     required_arguments = 1
     optional_arguments = 1
@@ -42,9 +70,10 @@ class CakdBench(SphinxDirective):
             raise self.error(f"cakd-bench {part!r} is unknown; parts are {list(BENCH_PARTS)}")
         for module in (costs, tables):
             self.env.note_dependency(str(Path(module.__file__).resolve()))
-        path = paths.inside(paths.ROOT, self.arguments[1], "file") if len(self.arguments) > 1 else newest_bench()
+        path = (paths.inside(paths.ROOT, self.arguments[1], "file") if len(self.arguments) > 1
+                else newest_result("bench.json"))
         if path is None:
-            return self._markdown("*No benchmark file yet: run `python -m cakd bench --profile smoke` (CPU) or "
+            return _markdown(self, "*No benchmark file yet: run `python -m cakd bench --profile smoke` (CPU) or "
                                   "`python -m cakd bench --profile paper --device cuda`, then rebuild the book.*")
         self.env.note_dependency(str(path))
         record = json.loads(path.read_text())
@@ -52,23 +81,23 @@ class CakdBench(SphinxDirective):
             return [nodes.raw("", t.html, format="html") for t in costs.measured_tables(record)]
         table = costs.estimate_table(record)
         if table is None:
-            return self._markdown(
+            return _markdown(self,
                 f"*No estimate: the benchmark file `{path.name}` timed the "
                 f"`{record['profile']}` profile's stand-in models, and hours derived from them would mean nothing. "
                 "Benchmark `--profile paper --device cuda` on a GPU for an estimate.*")
         return [nodes.raw("", table.html, format="html")]
 
-    def _markdown(self, text: str) -> list[nodes.Node]:
-        container = nodes.container()
-        self.state.nested_parse(StringList(text.splitlines(), source="cakd-bench"), 0, container)
-        return container.children
+def _markdown(directive: SphinxDirective, text: str) -> list[nodes.Node]:
+    container = nodes.container()
+    directive.state.nested_parse(StringList(text.splitlines(), source=directive.name), 0, container)
+    return container.children
 
 
-def newest_bench() -> Path | None:
-    """results/<profile>/bench.json of the first profile that has one: paper, then the others."""
+def newest_result(name: str) -> Path | None:
+    """results/<profile>/<name> of the first profile that has one: paper, then the others."""
     names = report.profile_names()
     for profile in sorted(names, key=lambda p: (p != "paper", not report.profile_note(p).comparable, p)):
-        path = paths.results_home() / profile / "bench.json"
+        path = paths.results_home() / profile / name
         if path.is_file():
             return path
     return None
@@ -77,4 +106,6 @@ def newest_bench() -> Path | None:
 def setup(app):
     app.add_directive("cakd-table", CakdTable)
     app.add_directive("cakd-bench", CakdBench)
+    app.add_directive("cakd-text", CakdText)
+    app.add_directive("cakd-ties", CakdTies)
     return {"version": "2", "parallel_read_safe": True, "parallel_write_safe": True}
