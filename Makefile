@@ -11,7 +11,7 @@ export CAKD_THREADS ?= 2
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -r requirements.txt
-	$(PY) -m cakd kernel > /dev/null
+	$(PY) -m ipykernel install --sys-prefix > /dev/null   # the standard python3 kernel of this virtualenv
 	touch $@
 
 install: $(VENV)/.installed
@@ -20,6 +20,7 @@ reproduce: install
 	$(PY) -m cakd reproduce --profile $(PROFILE)
 
 test: install
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest
 
 test-fast: install

@@ -4,5 +4,5 @@ import warnings
 from tqdm import TqdmWarning
 
 # huggingface_hub (imported by timm) imports tqdm.auto, which warns inside a kernel without ipywidgets; cakd
-# draws no widgets (in a kernel its progress is one line per epoch), so the warning says nothing to our readers.
+# draws no widgets in a kernel, so the warning says nothing to our readers.
 warnings.filterwarnings("ignore", message="IProgress not found", category=TqdmWarning)

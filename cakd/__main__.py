@@ -19,10 +19,11 @@ def build_parser() -> argparse.ArgumentParser:
                                      description="Confidence Aware Ensemble Knowledge Distillation, reproduced.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = commands.add_parser("reproduce", help="run every Table 1 row through its notebook and build the book",
-                            description="Execute the notebooks of the manifest rows (papermill, into book/runs/), "
-                                        "train extra seeds, run the results notebook, build the Jupyter Book. "
-                                        "Finished runs are reused.")
+    p = commands.add_parser("reproduce", help="train every Table 1 row, write its page and build the book",
+                            description="Train every manifest row and seed as Ray tasks (the smoke teachers, the "
+                                        "teacher-logit caches, the runs), execute each row's notebook into "
+                                        "book/runs/ with papermill, run the results notebook, build the Jupyter "
+                                        "Book. Finished runs and unchanged pages are reused.")
     p.add_argument("--profile", default="smoke", metavar="|".join(PROFILES),
                    help="smoke: synthetic data, tiny models, CPU, minutes (default); paper: the report's setting")
     p.add_argument("--rows", nargs="+", metavar="ID", help="only these manifest rows (default: all)")
@@ -32,11 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "(teachers trained here are kept: delete the cache home to retrain them)")
     p.add_argument("--no-build", dest="build", action="store_false", help="skip `jupyter-book build .`")
     p.add_argument("--workers", type=int, default=1, metavar="N",
-                   help="CPU runs at a time on this machine, through Ray when N > 1 (default 1: one after "
-                        "another, in this process)")
-    p.add_argument("--runs-per-gpu", type=int, metavar="K",
-                   help="runs packed on each GPU of this machine or cluster, each given 1/K of it by Ray "
-                        "(default: the profile's, 1)")
+                   help="CPU runs at a time on this machine (Ray's CPU slots; default 1: one after another)")
+    p.add_argument("--runs-per-gpu", type=int, default=1, metavar="K",
+                   help="runs packed on each GPU of this machine or cluster, each given 1/K of it by Ray (default 1)")
     p.add_argument("--address", metavar="ADDR",
                    help="run on the Ray cluster there ('auto' on one of its nodes, or HOST:PORT of its head); "
                         "its nodes need cakd installed and the results and cache folders shared")
@@ -70,9 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override options, e.g. --set lr=0.001 precision=fp16 (values read as YAML)")
     p.set_defaults(run=_config)
 
-    p = commands.add_parser("notebooks", help="rewrite the notebooks' parameters cells from cakd.config",
-                            description="Regenerate the cell tagged `parameters` of every notebook from the "
-                                        "config's options (their docs and per-profile defaults).")
+    p = commands.add_parser("notebooks", help="write the run notebooks, the pages' parameters and _toc.yml",
+                            description="Write the five run notebooks (each its own title and introduction, then "
+                                        "notebooks/run_template.ipynb), the parameters cell of the other pages "
+                                        "from the config's options, and _toc.yml from the manifest.")
     p.set_defaults(run=_notebooks)
 
     p = commands.add_parser("goldens", help="regenerate the golden notebooks of the nbval tests (tests/golden/)",
@@ -82,10 +82,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("names", nargs="*", metavar="NAME", help="only these goldens (default: all)")
     p.set_defaults(run=_goldens)
 
-    p = commands.add_parser("kernel", help="install the notebooks' Jupyter kernel into this environment",
-                            description="Write the `python3` kernelspec of this interpreter under sys.prefix, "
-                                        "with encrypted sockets (CurveZMQ) for papermill, nbval and Jupyter.")
-    p.set_defaults(run=_kernel)
     return parser
 
 
@@ -133,10 +129,10 @@ def _config(args: argparse.Namespace) -> int:
 
 
 def _notebooks(args: argparse.Namespace) -> int:
-    from .notebook import write_parameters
+    from .notebook import write_notebooks
 
-    changed = write_parameters()
-    print(f"rewrote the parameters of {', '.join(changed)}" if changed else "every parameters cell is current")
+    changed = write_notebooks()
+    print(f"wrote {', '.join(changed)}" if changed else "every notebook is current")
     return 0
 
 
@@ -144,13 +140,6 @@ def _goldens(args: argparse.Namespace) -> int:
     from .goldens import regenerate
 
     regenerate(args.names or None)
-    return 0
-
-
-def _kernel(args: argparse.Namespace) -> int:
-    from . import kernel
-
-    print(f"kernel {kernel.KERNEL}: {kernel.install()}")
     return 0
 
 

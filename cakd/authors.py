@@ -10,10 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-REPOSITORY = "Jeen-Freecs/kd_thesis"
-COMMIT = "9e61324"
-NOTEBOOK = "Final_Project_Knowledge_Distillation_Final_Version.ipynb"
-
 
 @dataclass(frozen=True)
 class CodeFact:

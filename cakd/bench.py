@@ -1,7 +1,7 @@
 """Benchmark: what users compare with, per profile, timed in one process on the same models and shapes.
 
-Ours: uint8 data on the device, batched resize/crop/flip, cached teacher logits, bf16 + channels_last and the
-training step as one CUDA graph (`train.train_epoch`). Against it: the plain student step (what KD costs), the
+Ours: uint8 data on the device, batched resize/crop/flip, cached teacher logits, the profile's precision,
+channels_last and, where the precision allows, the training step as one CUDA graph (`train.train_epoch`). Against it: the plain student step (what KD costs), the
 same KD step run eagerly (what the graph saves), and, by profile, the authors' pipeline (teachers on the clean
 image: a DataLoader of PIL images with their transforms, fp16 + GradScaler, every teacher online on its own
 transform every step, `.item()` every step) or online teachers on the student's view (consistent profile).
@@ -17,7 +17,6 @@ import platform
 import resource
 import statistics
 import sys
-import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,15 +25,15 @@ from typing import Any, Callable
 import torch
 from torch import Tensor, nn
 
-from . import files, paths
+from . import costs, files, paths
 from .config import RunConfig, profile_config
 from .data import Split, apply_views, random_views
 from .graphed import graph_blocker
 from .manifest import D, R50, V, all_rows
 from .models import STUDENT_PIPELINE, InputPipeline, create_student, create_teacher
+from .precision import autocast_for, compute_dtype
 from .runs import step_loss as run_step_loss
-from .teaching import (CACHE_DTYPE, CachedTeachers, OnlineTeachers, TeacherLogitCache, autocast_for, compute_dtype,
-                       prepare_teacher, teacher_forward)
+from .teaching import CACHE_DTYPE, CachedTeachers, OnlineTeachers, TeacherLogitCache, prepare_teacher, teacher_forward
 from .train import FitConfig, configure_threads, evaluate, prepare_training, resolve_device, train_epoch
 
 PIPELINES = {  # name -> what it is (the printed table's first column); each profile times some of them
@@ -50,7 +49,8 @@ RATIOS = {"optimized/authors": ("kd_cached", "authors"), "KD/plain": ("kd_cached
 # consistent profile's host-bound 32x32 step against its own eager version.
 TARGETS = {"paper": {"KD/plain": 0.9, "optimized/authors": 10.0},
            "consistent": {"KD/plain": 0.9, "graphed/eager": 3.0}, "smoke": {"KD/plain": 0.9}}
-KD_TEACHERS = (D, R50, V)      # the Method 1-3 rows' teachers
+KD_TEACHERS = (R50, D, V)      # the Method 1-3 rows' teachers
+TIMER_WARMUP = 2              # untimed steps torch.utils.benchmark's Timer.timeit runs before its timed ones
 KD_METHOD = "adaptive_alpha"   # Method 3; the other multi-teacher losses cost the same few [K,B,C] ops
 NUM_CLASSES = 100
 
@@ -127,7 +127,7 @@ def run_benchmark(device: str = "cpu", profile: str = "smoke", repeats: int | No
                              teachers() if teachers else None)
 
     builders = {"plain": ours(plain_loss), "kd_cached": ours(kd_loss, cached)}
-    if dev.type == "cuda":
+    if graph_blocker(dev, cfg.precision, compile) is None:   # what the graph saves, where there is one
         builders["kd_cached_eager"] = ours(kd_loss, cached, graph=False)
     if clean:
         builders["authors"] = lambda: _authors(cfg, train, kd_loss, s, dev)
@@ -146,9 +146,9 @@ def run_benchmark(device: str = "cpu", profile: str = "smoke", repeats: int | No
     for _ in range(s.repeats):
         for name, pipeline in pipelines.items():
             pipeline.before_repeat()
-            seconds[name].append(_time(pipeline.run, s.steps, dev))
-    seen = s.batch_size * (s.warmup + s.repeats * s.steps)
-    timings = {name: {"label": PIPELINES[name], "images_per_s": s.batch_size * s.steps / statistics.median(sec),
+            seconds[name].append(_time(pipeline.run, s.steps))
+    seen = s.batch_size * (s.warmup + s.repeats * (s.steps + TIMER_WARMUP))
+    timings = {name: {"label": PIPELINES[name], "images_per_s": s.batch_size / statistics.median(sec),
                       "seconds": sec, "images_seen": seen, "peak_memory_mb": memory[name], "graphed": p.graphed,
                       "teacher_passes_per_image": p.teacher_passes() / seen}
                for (name, p), sec in zip(pipelines.items(), seconds.values())}
@@ -156,7 +156,7 @@ def run_benchmark(device: str = "cpu", profile: str = "smoke", repeats: int | No
     _free(dev)
     result = _record(dev, cfg, s, compile, command, timings, _time_eval(cfg, fit_cfg, train, s, dev),
                      _time_teachers(cfg, train, s, dev))
-    print(summary(result), flush=True)
+    print("\n\n".join(table.text for table in costs.measured_tables(result)), flush=True)
     if write:
         out = Path(out) if out is not None else paths.results_home() / profile / "bench.json"
         files.write_json(out, result)
@@ -182,21 +182,6 @@ def bench_settings(profile: str, device: torch.device, repeats: int | None = Non
     return settings
 
 
-def summary(result: dict[str, Any]) -> str:
-    """What the command prints: images/s and peak memory per pipeline, then the ratios."""
-    m, s = result["machine"], result["settings"]
-    lines = [f"bench {result['profile']} on {m['device_name']} ({result['device']}), torch {m['torch']}, batch "
-             f"{s['batch_size']}, median of {s['repeats']} x {s['steps']} steps"]
-    for p in result["pipelines"].values():
-        lines.append(f"  {p['label']:<78} {p['images_per_s']:>10,.1f} images/s  {p['peak_memory_mb']:>8,.0f} MB"
-                     + ("  graphed" if p["graphed"] else ""))
-    for name, value in result["ratios"].items():
-        goal = result["targets"].get(name)
-        target = f"  (target >= {goal['target']:g}: {'met' if goal['met'] else 'NOT met'})" if goal else ""
-        lines.append(f"  {name:<18} {value:6.2f}  = {'/'.join(RATIOS[name])}{target}")
-    return "\n".join(lines)
-
-
 # ----------------------------------------------------------------------------- pipelines
 
 def _ours(student: nn.Module, train: Split, step_loss: Callable, cfg: FitConfig, s: BenchSettings,
@@ -206,7 +191,7 @@ def _ours(student: nn.Module, train: Split, step_loss: Callable, cfg: FitConfig,
     model, optimizer, scaler = prepare_training(student, dev, cfg.lr, cfg.weight_decay, cfg.precision)
     model.train()
     forward = torch.compile(model) if cfg.compile else model
-    autocast, dtype = autocast_for(dev, cfg.precision), compute_dtype(dev, cfg.precision)
+    autocast, dtype = autocast_for(dev, cfg.precision), compute_dtype(cfg.precision)
     split, generator = train.to(dev), torch.Generator().manual_seed(0)
 
     def run(steps: int) -> None:
@@ -250,7 +235,7 @@ def _authors(cfg: RunConfig, train: Split, step_loss: Callable, s: BenchSettings
     teachers = _teachers(cfg)
     dataset = AuthorsCIFAR(train, student_tf, [t.pipeline.transform() for t in teachers])
     in_flight = 2 * s.loader_workers   # DataLoader's default prefetch_factor 2 per worker
-    total = (s.warmup + s.repeats * (s.steps + in_flight)) * s.batch_size   # one iterator, no epoch restarts
+    total = (s.warmup + s.repeats * (s.steps + TIMER_WARMUP + in_flight)) * s.batch_size   # one iterator
     sampler = torch.utils.data.RandomSampler(dataset, replacement=True, num_samples=total,
                                              generator=torch.Generator().manual_seed(0))
     batches = iter(torch.utils.data.DataLoader(dataset, s.batch_size, sampler=sampler, num_workers=s.loader_workers,
@@ -313,35 +298,30 @@ def _time_teachers(cfg: RunConfig, train: Split, s: BenchSettings, dev: torch.de
 def _time_eval(cfg: RunConfig, fit_cfg: FitConfig, train: Split, s: BenchSettings, dev: torch.device) -> dict:
     model, _, _ = prepare_training(_student(cfg), dev, cfg.lr, cfg.weight_decay, cfg.precision)
     split = Split(train.images[:s.eval_batch_size], train.labels[:s.eval_batch_size]).to(dev)
-    autocast, dtype = autocast_for(dev, cfg.precision), compute_dtype(dev, cfg.precision)
+    autocast, dtype = autocast_for(dev, cfg.precision), compute_dtype(cfg.precision)
     return _measure(lambda steps: [evaluate(model, split, fit_cfg.views, s.eval_batch_size, autocast, dtype)
                                    for _ in range(steps)], s, dev, len(split))
 
 
 # ----------------------------------------------------------------------------- timing, memory, record
 
-def _time(run: Callable[[int], Any], steps: int, device: torch.device) -> float:
-    """Seconds of run(steps): CUDA events on the GPU (after a sync, so no earlier work is counted)."""
-    if device.type != "cuda":
-        begin = time.perf_counter()
-        run(steps)
-        return time.perf_counter() - begin
-    torch.cuda.synchronize(device)
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    run(steps)
-    end.record()
-    end.synchronize()
-    return start.elapsed_time(end) / 1000
+def _time(run: Callable[[int], Any], steps: int) -> float:
+    """Seconds per step over `steps` run(1) calls, by torch.utils.benchmark's Timer (which first runs
+    TIMER_WARMUP untimed steps and synchronizes CUDA around the timed ones), at this process's thread count."""
+    import logging
+
+    # torch.utils.benchmark imports cpp_extension, which logs that a CPU build has no CUDA runtime: nothing to us
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+    from torch.utils import benchmark
+
+    timer = benchmark.Timer("run(1)", globals={"run": run}, num_threads=torch.get_num_threads())
+    return timer.timeit(steps).median
 
 
 def _measure(run: Callable[[int], Any], s: BenchSettings, device: torch.device, images_per_step: int) -> dict:
-    """Median images/s of a side measurement (eval, teachers): up to 3 timed run(2) after an untimed run(1)."""
-    steps = min(s.steps, 2)
-    if s.warmup:
-        run(1)
-    seconds = [_time(run, steps, device) for _ in range(min(s.repeats, 3))]
-    return {"images_per_s": images_per_step * steps / statistics.median(seconds), "seconds": seconds}
+    """Median images/s of a side measurement (eval, teachers): up to 3 timed repeats of 2 steps."""
+    seconds = [_time(run, min(s.steps, 2)) for _ in range(min(s.repeats, 3))]
+    return {"images_per_s": images_per_step / statistics.median(seconds), "seconds": seconds}
 
 
 def _reset_peak_memory(device: torch.device) -> float:
@@ -375,13 +355,8 @@ def _free(device: torch.device) -> None:
 
 
 def _machine(device: torch.device) -> dict[str, Any]:
-    if device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
-    else:
-        cpuinfo = Path("/proc/cpuinfo")
-        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-                 if line.startswith("model name")] if cpuinfo.is_file() else []
-        name = names[0] if names else platform.processor() or platform.machine()
+    name = (torch.cuda.get_device_name(device) if device.type == "cuda" else
+            f"{platform.machine()} CPU ({torch.backends.cpu.get_cpu_capability()})")
     return {"device_name": name, "torch": torch.__version__, "python": platform.python_version(),
             "platform": platform.platform(), "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
             "cuda": torch.version.cuda if device.type == "cuda" else None,

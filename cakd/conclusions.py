@@ -19,7 +19,6 @@ from .tables import HtmlTable, render_table
 
 SPREAD_FACTOR = 2.0   # a difference must exceed 2 standard errors (about 95% under normal noise) to count
 MIN_SEEDS = 2         # a standard deviation needs two seeds per row
-VERDICTS = ("supported", "contradicted", "within spread", "not enough runs")
 
 
 @dataclass(frozen=True)

@@ -1,23 +1,20 @@
-"""Every option of a run, defined once: type, default, doc, origin, who reads it; the three profiles.
+"""Every option of a run, defined once: type, default, doc, origin, who reads it; the methods; the profiles.
 
 `RunConfig` is the single source: its Literal types and per-field metadata give the validation, the book's
-options table, the CLI's and the notebooks' parameter docs, and the run hash. Methods, students and teachers
-are whatever their registries (`losses.LOSSES`, `models.STUDENTS`, `models.TEACHERS`) hold; each loss declares
-the options it reads, and the run hash covers the common options plus those only.
+options table, the CLI's and the notebooks' parameter docs, and the run hash. The methods (`METHODS`: each
+one's title, teachers and the options its loss reads), students and teachers are named here; cakd.losses and
+cakd.models implement exactly these names. Nothing here imports torch: the book and the run registry read it.
 """
 from __future__ import annotations
 
 import dataclasses
 import difflib
-import hashlib
-import json
 import math
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal, Optional
 
-from . import authors, losses, models
-from .losses import (Aggregation, ConfidenceTemperature, M2Confidence, M2Gate, M3Alpha, Weighting)
+from . import authors, files
 
 Profile = Literal["paper", "consistent", "smoke"]
 Dataset = Literal["cifar100", "synthetic", "imagefolder"]
@@ -28,14 +25,48 @@ TeacherInput = Literal["clean", "student_view"]
 TeacherMode = Literal["cache", "online"]
 TeacherWeights = Literal["public", "train"]
 Device = Literal["auto", "cpu", "cuda"]
+Student = Literal["mobilenetv2_100", "cifar_mobilenetv2"]   # cakd.models builds each
+Scale = Literal["full", "tiny"]                               # tiny: the smoke profile's stand-ins of each family
+# Ambiguity options (book: reproduction notes); the first value is the report's reading.
+Weighting = Literal["sample", "batch", "batch_mean"]          # batch_mean: the authors' code
+Aggregation = Literal["sum_kl", "mean_logits"]
+ConfidenceTemperature = Literal["one", "tau"]
+M2Confidence = Literal["max_prob", "true_class", "teacher_true_class"]   # teacher_true_class: the authors' code
+M2Gate = Literal["batch", "sample_mean"]                      # sample_mean: the authors' code
+M3Alpha = Literal["batch", "sample"]
 # Where an option comes from (the book's options table says it for each one).
 Origin = Literal["report", "authors", "ambiguity", "ours"]
 # Who reads an option, and so which runs' hash covers it: every run, runs with teachers, runs whose loss reads
-# it (losses.register_loss), runs that train their own teachers, or none (speed only: never hashed).
+# it (METHODS), runs that train their own teachers, or none (speed only: never hashed).
 Scope = Literal["common", "teaching", "loss", "teacher_training", "speed"]
 # Part of every run hash: bump it when a code change alters results, so old registry entries are not reused.
-RESULTS_VERSION = 3
+RESULTS_VERSION = 4
 IMAGE_SIZE = 32    # CIFAR's images; every dataset is brought to this size
+
+
+@dataclass(frozen=True)
+class Method:
+    """A distillation method: how the book names it, how many teachers it takes, the options its loss reads
+    (exactly its keyword arguments in cakd.losses; the run hash covers those and the common options)."""
+    title: str
+    teachers: Literal["none", "one", "several"]
+    reads: tuple[str, ...] = ()
+
+
+_M12 = ("temperature", "weighting", "aggregation", "divide_by_k", "confidence_temperature")
+METHODS: dict[str, Method] = {
+    "baseline": Method("Baseline (no teacher)", "none"),
+    "kd": Method("Single-teacher KD", "one", ("alpha", "temperature")),
+    "ca_wkd": Method("Method 1 (CA-WKD)", "several", _M12),
+    "alpha_guided": Method("Method 2 (alpha-guided)", "several",
+                           (*_M12, "gamma", "theta", "m2_confidence", "m2_gate", "m2_ce_weight")),
+    "adaptive_alpha": Method("Method 3 (adaptive alpha)", "several",
+                             ("temperature", "use_ce", "m3_alpha", "confidence_temperature")),
+}
+# The public CIFAR-100 teachers (cakd.models builds each) and how the book names them.
+TEACHER_LABELS: dict[str, str] = {
+    "resnet18_cifar100": "ResNet-18", "resnet34_cifar100": "ResNet-34", "resnet50_cifar100": "ResNet-50",
+    "densenet121_cifar100": "DenseNet-121", "vit_base_patch16_224_in21k_ft_cifar100": "ViT-B/16"}
 
 
 def option(default: Any, doc: str, *, origin: Origin = "ours", scope: Scope = "common",
@@ -50,8 +81,8 @@ class RunConfig:
     """One training run of the student: the method, its teachers, the data, the optimisation, the loss options."""
     profile: Profile = option("smoke", "paper: the authors' recipe; consistent: our 32x32 student taught "
                               "consistently; smoke: offline CPU stand-in of both")
-    method: str = option("baseline", "loss of the run: a name registered in cakd.losses")
-    teachers: tuple[str, ...] = option((), "teacher names (cakd.models.TEACHERS), e.g. "
+    method: str = option("baseline", "the run's method (cakd.config.METHODS)")
+    teachers: tuple[str, ...] = option((), "teacher names (cakd.config.TEACHER_LABELS), e.g. "
                                        "['densenet121_cifar100', 'resnet50_cifar100']", origin="report")
     seed: int = option(0, "student seed: initialization, data order, augmentation views", minimum=0)
     # data
@@ -67,8 +98,8 @@ class RunConfig:
     crop: int = option(224, "student input size: random crop (train), centre crop (eval)", origin="authors",
                        minimum=8)
     # models
-    student: str = option("mobilenetv2_100", "student network (cakd.models.STUDENTS)", origin="report")
-    model_scale: models.Scale = option("full", "full: the real architectures; tiny: smoke stand-ins of the "
+    student: Student = option("mobilenetv2_100", "student network", origin="report")
+    model_scale: Scale = option("full", "full: the real architectures; tiny: smoke stand-ins of the "
                                        "same families")
     # optimisation
     epochs: int = option(100, "maximum epochs", origin="report", minimum=1)
@@ -138,7 +169,7 @@ class RunConfig:
                              f"e.g. ['{self.teachers}'] (papermill: -y 'teachers: [{self.teachers}]')")
         if not isinstance(self.teachers, (list, tuple)):   # `-p teachers 5`: not a TypeError from tuple()
             raise ValueError(f"RunConfig.teachers={self.teachers!r} must be a list of teacher names, "
-                             f"e.g. ['densenet121_cifar100']; known teachers are {sorted(models.TEACHERS)}")
+                             f"e.g. ['densenet121_cifar100']; known teachers are {sorted(TEACHER_LABELS)}")
         object.__setattr__(self, "teachers", tuple(self.teachers))
         _validate(self)
         for f in OPTIONS.values():   # papermill's `-p temperature 16` is an int: 16 and 16.0 are one run
@@ -150,8 +181,8 @@ class RunConfig:
         return f"{self.method}-{self.digest()[:10]}"
 
     @property
-    def loss(self) -> losses.LossSpec:
-        return losses.LOSSES[self.method]
+    def loss(self) -> Method:
+        return METHODS[self.method]
 
     def reads(self, name: str) -> bool:
         """Whether this run's result depends on option `name` (so the run hash covers it)."""
@@ -163,8 +194,7 @@ class RunConfig:
     def digest(self) -> str:
         """Stable hash of the options this run reads (a baseline ignores gamma: gamma=3 reuses its run)."""
         values = {name: getattr(self, name) for name in OPTIONS if self.reads(name)}
-        values["results_version"] = RESULTS_VERSION
-        return hashlib.sha256(json.dumps(values, sort_keys=True, default=list).encode()).hexdigest()
+        return files.digest({**values, "teachers": list(self.teachers), "results_version": RESULTS_VERSION})
 
     def loss_options(self) -> dict[str, Any]:
         """The keyword arguments of this run's loss: exactly the options it declared."""
@@ -245,7 +275,7 @@ class Option:
     def read_by(self) -> str:
         """Which methods read it, in words (the book's options table)."""
         if self.scope == "loss":
-            return ", ".join(m for m, spec in losses.LOSSES.items() if self.name in spec.reads)
+            return ", ".join(m for m, spec in METHODS.items() if self.name in spec.reads)
         return {"common": "every run", "teaching": "runs with teachers", "speed": "nobody's result (speed)",
                 "teacher_training": "teachers trained here"}[self.scope]
 
@@ -347,15 +377,14 @@ def _validate(c: RunConfig) -> None:
             lo = "" if o.minimum is None else f">= {o.minimum:g}"
             hi = "" if o.maximum is None else f"<= {o.maximum:g}"
             raise bad(o.name, f"must be {' and '.join(filter(None, (lo, hi)))}")
-    for name, registry in (("method", losses.LOSSES), ("student", models.STUDENTS)):
-        if getattr(c, name) not in registry:
-            raise bad(name, f"allowed values are {sorted(registry)}")
+    if c.method not in METHODS:
+        raise bad("method", f"allowed values are {sorted(METHODS)}")
     for name in ("lr", "temperature", "teacher_lr"):
         if not getattr(c, name) > 0:
             raise bad(name, "must be > 0")
-    unknown = [t for t in c.teachers if not isinstance(t, str) or t not in models.TEACHERS]
+    unknown = [t for t in c.teachers if not isinstance(t, str) or t not in TEACHER_LABELS]
     if unknown:
-        raise bad("teachers", f"unknown teacher(s) {unknown}; known teachers are {sorted(models.TEACHERS)}")
+        raise bad("teachers", f"unknown teacher(s) {unknown}; known teachers are {sorted(TEACHER_LABELS)}")
     if len(set(c.teachers)) != len(c.teachers):
         raise bad("teachers", "each teacher may appear once")
     k, wants = len(c.teachers), c.loss.teachers

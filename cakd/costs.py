@@ -31,7 +31,7 @@ GPU_COUNTS = (1, 2, 4, 8)   # the estimate's machine sizes (python -m cakd repro
 
 def spread(seconds: list[float], gpus: int) -> float:
     """Wall time of independent runs on `gpus` GPUs, one run each at a time, the longest first (what the
-    engine's queue does when every run is submitted at once)."""
+    Ray scheduler does when every run is submitted at once)."""
     loads = [0.0] * gpus
     for s in sorted(seconds, reverse=True):
         loads[loads.index(min(loads))] += s
@@ -128,7 +128,7 @@ def estimate_table(record: dict[str, Any]) -> HtmlTable | None:
                  f"{views}, + {EVAL_IMAGES:,} validation and test images)",
          "hours": e["cache_build_total_s"] / 3600},
         {"part": "total, one GPU", "hours": e["total_s"] / 3600},
-        *({"part": f"total on {n} GPUs (runs spread by the engine, caches split between them)",
+        *({"part": f"total on {n} GPUs (runs spread by Ray, caches split between them)",
            "hours": e["on_gpus_s"][n] / 3600} for n in GPU_COUNTS if n > 1),
         {"part": "for comparison: every KD run teaching online instead of from the caches",
          "hours": e["online_total_s"] / 3600}])

@@ -7,7 +7,6 @@ pad-4 / crop-32 has exactly 162. Each sampled view carries its id, so teacher lo
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from . import paths
+from . import files, paths
 from .config import IMAGE_SIZE, RunConfig, Views
 from .models import center_crop, resize
 
@@ -235,16 +234,15 @@ def _split_train_val(trainval: Split, test: Split, num_classes: int, val_size: i
 
 
 def _splits(train: Split, val: Split, test: Split, num_classes: int) -> Splits:
-    h = hashlib.blake2b(digest_size=16)
+    parts = []
     for name, split in (("train", train), ("val", val), ("test", test)):
         if len(split) == 0:
             raise ValueError(f"the {name} split is empty; the dataset is too small to split 45/5/10")
         bad = (split.labels < 0) | (split.labels >= num_classes)
         if bad.any():
             raise ValueError(f"{name} labels must lie in [0, {num_classes}); found {split.labels[bad][:5].tolist()}")
-        h.update(split.images.contiguous().numpy().tobytes())
-        h.update(split.labels.numpy().tobytes())
-    return Splits(train, val, test, num_classes, h.hexdigest())
+        parts += [split.images.contiguous().numpy().tobytes(), split.labels.numpy().tobytes()]
+    return Splits(train, val, test, num_classes, files.digest(*parts))
 
 
 def _hwc_to_chw(array: np.ndarray) -> Tensor:

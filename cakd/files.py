@@ -1,7 +1,7 @@
-"""Atomic file writes: write to a temporary file in the same folder, fsync, then rename.
+"""Atomic file writes, JSON, and the one content digest every hash in cakd is made with.
 
-Readers therefore see either the old file or the complete new one, never a partial write, even when the
-process is killed in the middle of a checkpoint.
+A write goes to a temporary file in the same folder, is fsynced, then renamed over the target: readers see the
+old file or the complete new one, never a partial write, even when the process is killed in the middle.
 """
 from __future__ import annotations
 
@@ -11,10 +11,7 @@ import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
-
-if TYPE_CHECKING:   # torch is imported where it is used: the kernel provisioner reads this module too
-    import torch
+from typing import Any, Iterator
 
 _UMASK = os.umask(0o022)   # os.umask is the only way to read it: set, then restore
 os.umask(_UMASK)
@@ -54,45 +51,17 @@ def read_json(path: Path) -> Any:
         raise ValueError(f"{path} is corrupt ({e}); delete it and rerun to rebuild it") from e
 
 
-def torch_save(obj: Any, path: Path) -> None:
-    import torch
-
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
-
-
-def torch_load(path: Path, map_location: str | torch.device = "cpu") -> Any:
-    """Load a checkpoint without unpickling arbitrary objects; a damaged file is reported, not used."""
-    import torch
-
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # truncated zip, bad pickle opcode, ...: all mean "do not trust this file"
-        raise ValueError(f"checkpoint {path} is unreadable ({type(e).__name__}: {e}); "
-                         "delete it to start that run afresh") from e
-
-
-def digest_json(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
-
-
-def file_digest(path: Path, chunk: int = 1 << 24) -> str:
-    """blake2b of a file's bytes (fast enough for GB-sized caches)."""
+def digest(*parts: Any) -> str:
+    """blake2b (128 bits, hex) of `parts` in order: bytes as they are, a Path's file contents (streamed, so
+    GB-sized caches are fine), anything else as canonical JSON (sorted keys). Run ids, cache keys, page stamps,
+    data fingerprints and weight hashes are all made with it."""
     h = hashlib.blake2b(digest_size=16)
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def state_digest(state_dict: dict[str, torch.Tensor]) -> str:
-    """Content hash of a model's weights, independent of how the file was written."""
-    import torch
-
-    h = hashlib.blake2b(digest_size=16)
-    for name in sorted(state_dict):
-        t = state_dict[name].detach().cpu().contiguous()
-        h.update(name.encode())
-        h.update(str(t.dtype).encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    for part in parts:
+        if isinstance(part, Path):
+            with open(part, "rb") as f:
+                while block := f.read(1 << 24):
+                    h.update(block)
+        else:
+            h.update(part if isinstance(part, (bytes, bytearray, memoryview))
+                     else json.dumps(part, sort_keys=True).encode())
     return h.hexdigest()

@@ -24,7 +24,7 @@ from typing import Any, Iterator
 
 import nbformat
 
-from . import authors, kernel, paths
+from . import authors, paths
 from .config import OPTIONS, PROFILES
 from .manifest import get_row
 
@@ -86,18 +86,19 @@ def environment() -> dict[str, str]:
 
 def regenerate(names: list[str] | None = None, log=print) -> None:
     """Execute each golden's notebook with papermill in fresh homes and save it without volatile metadata."""
-    from .reproduce import execute
+    from .notebook import execute
 
     unknown = sorted(set(names or []) - set(GOLDENS))
     if unknown:
         raise ValueError(f"golden(s) {unknown} unknown; goldens are {sorted(GOLDENS)}")
-    kernel.ensure()
     with tempfile.TemporaryDirectory() as home:
         for name in names or list(GOLDENS):
             notebook, parameters = GOLDENS[name]
             log(f"golden {name}: notebooks/{notebook}.ipynb {parameters}")
             with _environment(golden_environment(Path(home) / name, Path(home) / "cache")):
-                execute(notebook, golden_path(name), parameters)
+                _, error = execute(notebook, parameters, golden_path(name))
+            if error is not None:
+                raise RuntimeError(f"golden {name}: notebooks/{notebook}.ipynb failed ({error})")
             finish(golden_path(name))
 
 
@@ -129,8 +130,8 @@ def fresh_metrics(name: str, results: Path) -> dict[str, float]:
     """What golden `name`'s cakd-metrics cells print, read back from the results home its execution wrote."""
     from . import files
     from .config import profile_config
-    from .notebook import NOTEBOOK_METHODS
-    from .runs import find_run
+    from .notebook import RUN_NOTEBOOKS, printed_metrics
+    from .registry import find_run
 
     notebook, parameters = GOLDENS[name]
     saved = os.environ.get(paths.RESULTS_ENV)
@@ -138,11 +139,11 @@ def fresh_metrics(name: str, results: Path) -> dict[str, float]:
     try:
         if notebook == "teachers":
             return files.read_json(paths.results_home() / PROFILE / "teachers.json")
-        if NOTEBOOK_METHODS[notebook] is None:
+        if notebook not in RUN_NOTEBOOKS:
             return {}
         params = {k: v for k, v in parameters.items() if k != "profile"}
-        run = find_run(profile_config(parameters["profile"], method=NOTEBOOK_METHODS[notebook], **params))
-        return {} if run is None else {k: float(v) for k, v in run.headline().items()}
+        run = find_run(profile_config(parameters["profile"], method=RUN_NOTEBOOKS[notebook][0], **params))
+        return {} if run is None else {k: float(v) for k, v in printed_metrics(run).items()}
     finally:
         os.environ[paths.RESULTS_ENV] = saved if saved is not None else ""
         if saved is None:

@@ -23,9 +23,8 @@ StepBody = Callable[[Tensor, Tensor], dict[str, Tensor]]
 
 
 def graph_blocker(device: torch.device, precision: str, compile: bool, teachers: Any = None) -> str | None:
-    """Why the training step cannot be one CUDA graph here, or None when it can."""
-    from .teaching import CachedTeachers
-
+    """Why the training step cannot be one CUDA graph here, or None when it can (`teachers` say for themselves:
+    `TeacherLogits.graph_blocker`)."""
     if device.type != "cuda":
         return f"the device is {device.type}, not CUDA"
     if precision not in GRAPHED_PRECISIONS:
@@ -33,14 +32,7 @@ def graph_blocker(device: torch.device, precision: str, compile: bool, teachers:
                 "checks for inf and updates its scale outside the graph)")
     if compile:
         return "compile=True: the compiled student runs eagerly (torch.compile makes its own graphs)"
-    if teachers is None:
-        return None
-    if not isinstance(teachers, CachedTeachers):
-        return (f"{type(teachers).__name__} counts its forward passes in Python, which a replay would skip; "
-                "teacher_mode='cache' is graphed")
-    if any(cache.train.device.type != "cuda" for cache in teachers.caches):
-        return "a teacher-logit cache lives in host memory (too large for the GPU): its lookup copies from the host"
-    return None
+    return None if teachers is None else teachers.graph_blocker()
 
 
 def graph_autocast(precision: str) -> AbstractContextManager:

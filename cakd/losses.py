@@ -4,63 +4,47 @@ Shapes: student logits [B,C], teacher logits [K,B,C] (one teacher: [B,C]), label
 (loss, diagnostics); diagnostics are detached tensors (no `.item()`: that would sync the GPU every step).
 KL terms are tau^2-scaled and averaged over the batch ("batchmean"), never over classes as well.
 Where the report is ambiguous, or the authors' code differs from its equations, a keyword option chooses; its
-default is the report's equation. The allowed values are the Literal types below, read by RunConfig too.
+default is the report's equation. The allowed values are cakd.config's Literal types.
 """
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass
-from typing import Callable, Literal, get_args
+from typing import Callable, get_args
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .config import (METHODS, Aggregation, ConfidenceTemperature, M2Confidence, M2Gate, M3Alpha, Weighting)
+
 Diagnostics = dict[str, Tensor]
 LossFn = Callable[..., tuple[Tensor, Diagnostics]]
-# Ambiguity options (book: reproduction notes); the first value is the report's reading.
-Weighting = Literal["sample", "batch", "batch_mean"]   # batch_mean: the authors' code (mean_i w_k,i x mean_i KL_k,i)
-Aggregation = Literal["sum_kl", "mean_logits"]
-ConfidenceTemperature = Literal["one", "tau"]
-M2Confidence = Literal["max_prob", "true_class", "teacher_true_class"]   # teacher_true_class: the authors' code
-M2Gate = Literal["batch", "sample_mean"]                # sample_mean: the authors' code
-M3Alpha = Literal["batch", "sample"]
-Teachers = Literal["none", "one", "several"]
+LOSSES: dict[str, LossFn] = {}   # method name (cakd.config.METHODS) -> its loss
 
 
-@dataclass(frozen=True)
-class LossSpec:
-    """A registered loss: the function, the RunConfig options it reads (its keyword arguments), its teachers."""
-    fn: LossFn
-    reads: tuple[str, ...]
-    teachers: Teachers
-    title: str               # how the book and the figures name the method
-
-
-LOSSES: dict[str, LossSpec] = {}
-
-
-def register_loss(name: str, *, title: str, teachers: Teachers, reads: tuple[str, ...] = ()
-                  ) -> Callable[[LossFn], LossFn]:
-    """Register `fn` as the loss of method `name`. `reads` names the RunConfig options it takes, as keywords:
-    the run hash covers exactly those (plus the common options), so a harmless parameter never retrains."""
+def register_loss(name: str) -> Callable[[LossFn], LossFn]:
+    """Register `fn` as the loss of method `name`, which cakd.config.METHODS defines; its keyword arguments
+    must be exactly the options the method reads (the run hash covers those, so a harmless parameter never
+    retrains)."""
     def add(fn: LossFn) -> LossFn:
+        if name not in METHODS:
+            raise TypeError(f"loss {name!r} has no entry in cakd.config.METHODS; add one (title, teachers, reads)")
         keywords = tuple(p.name for p in inspect.signature(fn).parameters.values() if p.kind is p.KEYWORD_ONLY)
-        if set(keywords) != set(reads):
-            raise TypeError(f"loss {name!r} declares reads={reads} but takes keywords {keywords}")
-        LOSSES[name] = LossSpec(fn, tuple(reads), teachers, title)
+        if set(keywords) != set(METHODS[name].reads):
+            raise TypeError(f"loss {name!r} declares reads={METHODS[name].reads} but takes keywords {keywords}")
+        LOSSES[name] = fn
         return fn
     return add
 
 
-@register_loss("baseline", title="Baseline (no teacher)", teachers="none")
+@register_loss("baseline")
 def ce_loss(student_logits: Tensor, teacher_logits: Tensor | None, labels: Tensor) -> tuple[Tensor, Diagnostics]:
     """The baseline: cross-entropy with the labels; `teacher_logits` is ignored (pass None)."""
     ce = F.cross_entropy(student_logits, labels)
     return ce, {"ce": ce.detach()}
 
 
-@register_loss("kd", title="Single-teacher KD", teachers="one", reads=("alpha", "temperature"))
+@register_loss("kd")
 def kd_loss(student_logits: Tensor, teacher_logits: Tensor, labels: Tensor, *, alpha: float,
             temperature: float) -> tuple[Tensor, Diagnostics]:
     """Single-teacher KD (Hinton et al.): L = alpha * tau^2 KL(p_t^tau || p_s^tau) + (1 - alpha) * CE.
@@ -79,8 +63,7 @@ def kd_loss(student_logits: Tensor, teacher_logits: Tensor, labels: Tensor, *, a
     return alpha * kd + (1 - alpha) * ce, {"ce": ce.detach(), "kd": kd.detach()}
 
 
-@register_loss("ca_wkd", title="Method 1 (CA-WKD)", teachers="several",
-               reads=("temperature", "weighting", "aggregation", "divide_by_k", "confidence_temperature"))
+@register_loss("ca_wkd")
 def ca_wkd_loss(student_logits: Tensor, teacher_logits: Tensor, labels: Tensor, *, temperature: float,
                 weighting: Weighting = "sample", aggregation: Aggregation = "sum_kl", divide_by_k: bool = False,
                 confidence_temperature: ConfidenceTemperature = "one") -> tuple[Tensor, Diagnostics]:
@@ -98,9 +81,7 @@ def ca_wkd_loss(student_logits: Tensor, teacher_logits: Tensor, labels: Tensor, 
     return kd + ce, {"ce": ce.detach(), "kd": kd.detach(), "teacher_weights": weights.mean(1).detach()}
 
 
-@register_loss("alpha_guided", title="Method 2 (alpha-guided)", teachers="several",
-               reads=("temperature", "gamma", "theta", "weighting", "aggregation", "divide_by_k",
-                      "confidence_temperature", "m2_confidence", "m2_gate", "m2_ce_weight"))
+@register_loss("alpha_guided")
 def alpha_guided_loss(student_logits: Tensor, teacher_logits: Tensor, labels: Tensor, *, temperature: float,
                       gamma: float = 2.0, theta: float = 0.3, weighting: Weighting = "sample",
                       aggregation: Aggregation = "sum_kl", divide_by_k: bool = False,
@@ -139,8 +120,7 @@ def alpha_guided_loss(student_logits: Tensor, teacher_logits: Tensor, labels: Te
         "ce": ce.detach(), "kd": kd.detach(), "alpha": alpha, "teacher_weights": weights.mean(1).detach()}
 
 
-@register_loss("adaptive_alpha", title="Method 3 (adaptive alpha)", teachers="several",
-               reads=("temperature", "use_ce", "m3_alpha", "confidence_temperature"))
+@register_loss("adaptive_alpha")
 def adaptive_alpha_loss(student_logits: Tensor, teacher_logits: Tensor, labels: Tensor, *, temperature: float,
                         use_ce: bool = True, m3_alpha: M3Alpha = "batch",
                         confidence_temperature: ConfidenceTemperature = "one") -> tuple[Tensor, Diagnostics]:

@@ -12,15 +12,14 @@ import os
 import urllib.error
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Callable, Literal, get_args
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from . import files, paths
-
-Scale = Literal["full", "tiny"]            # tiny = the smoke profile's stand-ins of the same families
+from . import checkpoints, files, paths
+from .config import TEACHER_LABELS, Scale, Student
 Interpolation = Literal["bilinear", "bicubic"]
 PRETRAINED_DIR_ENV = "CAKD_PRETRAINED_DIR"  # folder of <teacher name>.pth / .bin for offline use
 WEIGHTS_URL = "https://huggingface.co/edadaltocg/{name}/resolve/main/pytorch_model.bin"
@@ -162,7 +161,6 @@ def create_student(name: str, num_classes: int, scale: Scale = "full") -> Classi
 @dataclass(frozen=True)
 class TeacherSpec:
     """A public CIFAR-100 teacher: its architecture, its own eval pipeline, and a tiny stand-in of the family."""
-    label: str
     build: Callable[[int], nn.Module]        # num_classes -> the checkpoint's architecture, random init
     pipeline: InputPipeline
     tiny: Callable[[int], nn.Module]
@@ -214,16 +212,16 @@ _DENSENET = InputPipeline(36, 32, "bilinear", (0.5071, 0.4867, 0.4408), (0.2675,
 _VIT = InputPipeline(248, 224, "bicubic", HALF, HALF)
 _TINY_RESNET = dict(channels=(8, 16, 32, 64), stem_width=8)
 TEACHERS: dict[str, TeacherSpec] = {
-    "resnet18_cifar100": TeacherSpec("ResNet-18", _cifar_resnet("resnet18"), _AS_IS,
+    "resnet18_cifar100": TeacherSpec(_cifar_resnet("resnet18"), _AS_IS,
                                      _cifar_resnet("resnet18", **_TINY_RESNET, layers=(1, 1, 1, 1)), _AS_IS),
-    "resnet34_cifar100": TeacherSpec("ResNet-34", _cifar_resnet("resnet34"), _AS_IS,
+    "resnet34_cifar100": TeacherSpec(_cifar_resnet("resnet34"), _AS_IS,
                                      _cifar_resnet("resnet34", **_TINY_RESNET, layers=(1, 2, 1, 1)), _AS_IS),
-    "resnet50_cifar100": TeacherSpec("ResNet-50", _cifar_resnet("resnet50"), _AS_IS,
+    "resnet50_cifar100": TeacherSpec(_cifar_resnet("resnet50"), _AS_IS,
                                      _cifar_resnet("resnet50", **_TINY_RESNET, layers=(1, 1, 1, 1)), _AS_IS),
-    "densenet121_cifar100": TeacherSpec("DenseNet-121", _cifar_densenet(12, (6, 12, 24, 16)), _DENSENET,
+    "densenet121_cifar100": TeacherSpec(_cifar_densenet(12, (6, 12, 24, 16)), _DENSENET,
                                         _cifar_densenet(8, (2, 2, 2, 2)), _DENSENET),
     # the tiny ViT keeps the real one's resize-then-crop (248 -> 224 is 40 -> 32 here) at a CPU-sized input
-    "vit_base_patch16_224_in21k_ft_cifar100": TeacherSpec("ViT-B/16", _vit, _VIT, _tiny_vit,
+    "vit_base_patch16_224_in21k_ft_cifar100": TeacherSpec(_vit, _VIT, _tiny_vit,
                                                           InputPipeline(40, 32, "bicubic", HALF, HALF)),
 }
 
@@ -265,8 +263,12 @@ def public_weights_path(name: str) -> Path:
 
 def load_public_weights(model: Classifier, name: str) -> Classifier:
     """Load the published CIFAR-100 state_dict of teacher `name` into `model.net` (weights only, strict)."""
-    model.net.load_state_dict(files.torch_load(public_weights_path(name)))
+    model.net.load_state_dict(checkpoints.load(public_weights_path(name)))
     return model
+
+
+if set(STUDENTS) != set(get_args(Student)) or set(TEACHERS) != set(TEACHER_LABELS):   # cakd.config names them
+    raise TypeError("cakd.models must build exactly the students and teachers cakd.config names")
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -274,6 +276,6 @@ def count_parameters(model: nn.Module) -> int:
 
 
 def _check_scale(scale: str) -> None:
-    allowed = Scale.__args__
+    allowed = get_args(Scale)
     if scale not in allowed:
         raise ValueError(f"scale={scale!r} is not one of {list(allowed)}; tiny = smoke-profile stand-ins")

@@ -10,10 +10,10 @@ import os
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]    # the repository (cakd is installed in editable mode)
+PACKAGE = ROOT / "cakd"                        # its code: a book page is made again when it changes
 NOTEBOOKS = ROOT / "notebooks"
 BOOK = ROOT / "book"
 BOOK_RUNS = BOOK / "runs"                      # executed notebooks the book shows, one per manifest row
-BOOK_BUILD = ROOT / "_build" / "html"
 GOLDEN = ROOT / "tests" / "golden"             # smoke-profile notebooks committed with outputs (nbval)
 
 RESULTS_ENV = "CAKD_RESULTS"

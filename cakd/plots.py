@@ -8,7 +8,7 @@ from __future__ import annotations
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import matplotlib
 import pandas as pd
@@ -19,14 +19,9 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from . import paths
-from .models import TEACHERS
+from .config import TEACHER_LABELS
+from .registry import History, RunResult
 from .report import figure_series, profile_note
-
-if TYPE_CHECKING:   # plots only read finished runs; importing the training stack here is not needed
-    from .runs import RunResult
-    from .teachers import LoadedTeacher
-
-History = list[dict[str, float]]
 
 
 @dataclass(frozen=True)
@@ -68,36 +63,6 @@ def plot_history(result: RunResult, name: str | None = None) -> Plot:
         _heading(fig, f"{config.loss.title}: run {config.run_id} (profile {config.profile}, seed {config.seed})",
                  config.profile)
         return save(fig, config.profile, name or f"history-{config.run_id}")
-
-
-def plot_curves(results: Sequence[RunResult | History | None], labels: Sequence[str], title: str, *, profile: str,
-                name: str, metric: str = "val_acc") -> Plot:
-    """Validation accuracy per epoch of several runs (report Figures 2 and 3); None marks a missing run.
-
-    `results` holds RunResults (or anything with a `.history`, or a history list); missing runs are named
-    under the axes, never drawn.
-    """
-    frames, missing = [], []
-    for result, label in zip(results, labels, strict=True):
-        history = _history(result)
-        if history is None:
-            missing.append(label)
-        else:
-            frames.append(pd.DataFrame(history)[["epoch", metric]].assign(run=label))
-    with _style():
-        fig = Figure(figsize=(7.5, 4.2), layout="constrained")
-        ax = fig.subplots()
-        if frames:
-            sns.lineplot(pd.concat(frames), x="epoch", y=metric, hue="run", marker="o", ax=ax)
-            _integer_epochs(ax)
-            _legend(ax, len(frames), keep_single=True)
-        else:
-            ax.text(0.5, 0.5, "no finished runs yet", ha="center", va="center", transform=ax.transAxes)
-        ax.set(xlabel="epoch", ylabel=_METRIC_LABELS.get(metric, metric))
-        _heading(fig, title, profile)
-        if missing:
-            _missing_note(fig, "missing (not run yet): " + "; ".join(missing))
-        return save(fig, profile, name)
 
 
 def figure2(profile: str, seeds: int | None = None, name: str = "fig2_single_teacher") -> Plot:
@@ -167,13 +132,22 @@ def figure4(profile: str, seeds: int | None = None, name: str = "fig4_temperatur
         return save(fig, profile, name)
 
 
-def plot_teachers(teachers: Sequence[LoadedTeacher], profile: str, *, name: str = "teachers") -> Plot | None:
-    """Validation accuracy per epoch of the teachers trained here (smoke); None for published teachers."""
-    trained = [t for t in teachers if "history" in t.info]
-    if not trained:
+def plot_teachers(histories: dict[str, History], profile: str, *, name: str = "teachers") -> Plot | None:
+    """Validation accuracy per epoch of the teachers trained here (smoke), by teacher name; None when there are
+    none (published teachers)."""
+    if not histories:
         return None
-    return plot_curves([t.info["history"] for t in trained], [_teacher_label(t.name) for t in trained],
-                       "Teachers trained here", profile=profile, name=name)
+    frame = pd.concat([pd.DataFrame(h)[["epoch", "val_acc"]].assign(teacher=_teacher_label(n))
+                       for n, h in histories.items()])
+    with _style():
+        fig = Figure(figsize=(7.5, 4.2), layout="constrained")
+        ax = fig.subplots()
+        sns.lineplot(frame, x="epoch", y="val_acc", hue="teacher", marker="o", ax=ax)
+        ax.set(xlabel="epoch", ylabel="validation accuracy (%)")
+        _integer_epochs(ax)
+        _legend(ax, len(histories), keep_single=True)
+        _heading(fig, "Teachers trained here", profile)
+        return save(fig, profile, name)
 
 
 def save(fig: Figure, profile: str, name: str) -> Plot:
@@ -188,19 +162,10 @@ def save(fig: Figure, profile: str, name: str) -> Plot:
 
 # ----------------------------------------------------------------------------- helpers
 
-_METRIC_LABELS = {"val_acc": "validation accuracy (%)", "test_acc": "test accuracy (%)"}
-
-
 def _style():
     """seaborn's whitegrid look for the figures drawn inside, without changing the caller's settings."""
     # svg.fonttype none: text stays text in the SVG (searchable, readable by screen readers and tests)
     return matplotlib.rc_context({**sns.axes_style("whitegrid"), "svg.hashsalt": "cakd", "svg.fonttype": "none"})
-
-
-def _history(result: RunResult | History | None) -> History | None:
-    if result is None:
-        return None
-    return result if isinstance(result, list) else result.history
 
 
 def _teacher_columns(frame: pd.DataFrame, stem: str) -> dict[str, str]:
@@ -269,4 +234,4 @@ def _finish(fig: Figure, axes: Sequence[Axes], series: Sequence[tuple[Any, Seque
 
 
 def _teacher_label(name: str) -> str:
-    return TEACHERS[name].label
+    return TEACHER_LABELS[name]

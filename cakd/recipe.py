@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 import torch
 
 from . import authors, train
-from .config import PROFILES, RunConfig
+from .config import PROFILES, TEACHER_LABELS, RunConfig
+from .losses import LOSSES
 from .models import STUDENT_PIPELINE, TEACHERS, count_parameters, create_student, create_teacher
 
 if TYPE_CHECKING:
@@ -27,7 +28,7 @@ def describe(config: RunConfig) -> str:
     c = config
     where = ("PIL on the 8-bit image, once per image" if c.teacher_input == "clean"
              else "on the student's float view, on the device")
-    teachers = [f"  {i}. {name} ({TEACHERS[name].label}, {TEACHERS[name].pipeline_for(c.model_scale).describe()} "
+    teachers = [f"  {i}. {name} ({TEACHER_LABELS[name]}, {TEACHERS[name].pipeline_for(c.model_scale).describe()} "
                 f"[{where}]; weights: {c.teacher_weights})" for i, name in enumerate(c.teachers, 1)]
     cosine = (f"CosineAnnealingLR(T_max={c.cosine_epochs}, eta_min={c.eta_min:g}) stepped per epoch"
               if c.schedule == "cosine" else "constant")
@@ -122,7 +123,7 @@ def loss_probe(config: RunConfig) -> dict[str, float]:
         teachers = None
     elif config.loss.teachers == "one":
         teachers = teachers[0]
-    loss, diagnostics = config.loss.fn(student, teachers, labels, **config.loss_options())
+    loss, diagnostics = LOSSES[config.method](student, teachers, labels, **config.loss_options())
     values = {"loss": loss}
     for key, value in diagnostics.items():
         values.update({key: value} if value.dim() == 0 else {f"{key}.{j}": v for j, v in enumerate(value)})
@@ -146,7 +147,7 @@ def teacher_architectures(config: RunConfig, names: list[str]) -> pd.DataFrame:
     import pandas as pd
 
     return pd.DataFrame.from_records(
-        [{"teacher": name, "family": TEACHERS[name].label,
+        [{"teacher": name, "family": TEACHER_LABELS[name],
           "input pipeline": TEACHERS[name].pipeline_for(config.model_scale).describe(),
           "parameters": f"{count_parameters(create_teacher(name, 100, config.model_scale)):,}"} for name in names],
         index="teacher")

@@ -1,6 +1,6 @@
 """What the book prints about results: Table 1 regenerated from the run registry next to the report's numbers
-and the authors' re-run, the runs behind Figures 2-4, the profile notes, and the small summaries the run pages
-print. Reads finished runs only: it never trains.
+and the authors' re-run, the runs behind Figures 2-4, the profile notes, the reproduction notes' tables and
+texts, and the small summaries the run pages print. Reads finished runs only: it never trains, nor imports torch.
 """
 from __future__ import annotations
 
@@ -11,12 +11,10 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from . import authors, files, manifest, paths
+from . import authors, manifest
 from . import config as cfg
 from .manifest import Row
-from .models import TEACHERS
-from .recipe import teacher_architectures
-from .runs import RunResult, find_run
+from .registry import RunResult, find_run, registry_seeds
 from .tables import HtmlTable, render_table
 
 REPORT_SOURCE = ("Confidence Aware Ensemble Knowledge Distillation, AML course report, Sapienza University of "
@@ -68,14 +66,6 @@ def row_results(row: Row, profile: str, seeds: int | None = None) -> list[RunRes
     """The finished runs of `row` in the registry: seeds 0..seeds-1, or (seeds=None) every seed it has."""
     candidates = range(seeds) if _check_seeds(seeds) is not None else registry_seeds(profile)
     return [r for r in (find_run(row.config(profile, seed)) for seed in candidates) if r is not None]
-
-
-def registry_seeds(profile: str) -> list[int]:
-    """Every seed of any finished run of `profile` (read from the runs' config.json; nothing is trained)."""
-    root = paths.runs_dir(profile)
-    found = {files.read_json(f.parent / "config.json").get("seed", 0)
-             for f in root.glob("*/metrics.json") if (f.parent / "config.json").exists()} if root.exists() else set()
-    return sorted(s for s in found if isinstance(s, int))
 
 
 def results_table(profile: str, seeds: int | None = None) -> pd.DataFrame:
@@ -242,12 +232,6 @@ def run_teachers(result: RunResult) -> HtmlTable:
     return _teacher_accuracy(result.metrics.get("teachers", {}))
 
 
-def teachers_table(config: cfg.RunConfig, names: list[str]) -> HtmlTable:
-    """The teachers page's architectures: each teacher, its family, input pipeline and parameter count."""
-    return render_table(teacher_architectures(config, names).reset_index(), code_columns=["teacher"],
-                        wide_columns=["input pipeline"], formats={"parameters": "{}"})
-
-
 def teachers_accuracy_table(accuracy: dict[str, float]) -> HtmlTable:
     """`notebook.teacher_accuracy`'s {'<teacher>.val_acc': %, ...} as one row per teacher."""
     names = dict.fromkeys(key.rsplit(".", 1)[0] for key in accuracy)
@@ -283,4 +267,37 @@ def _check_seeds(seeds: int | None) -> int | None:
 
 
 def _teacher_label(name: str) -> str:
-    return TEACHERS[name].label
+    return cfg.TEACHER_LABELS[name]
+
+
+# ----------------------------------------------------------------------------- the table of contents
+
+RUN_PAGES = ("teachers",)   # run pages that are no manifest row (written by `python -m cakd reproduce`)
+TOC_HEADER = ("# Generated from cakd/manifest.py by `python -m cakd notebooks`: do not edit by hand (a test compares).\n"
+          "# book/runs/<id> pages are written by `python -m cakd reproduce` (a placeholder until a row has run).\n")
+
+
+def toc_parts() -> list[tuple[str, list[str]]]:
+    """(caption, page files) of every part of the book, in reading order."""
+    points = manifest.FIGURE_POINTS
+    fig2 = [row.id for row in points if "fig2" in row.figures]
+    fig4 = [row.id for row in points if "fig4" in row.figures]
+    other = [row.id for row in points if row.id not in fig2 + fig4]
+    if other:
+        raise ValueError(f"figure point(s) {other} belong to neither Figure 2 nor Figure 4; give the book a part "
+                         "for them in cakd.report.toc_parts")
+    runs = lambda ids: [f"book/runs/{i}" for i in ids]
+    return [("The report and this book", ["book/method", "book/reproduction"]),
+            ("Results", ["book/runs/results", "book/performance"]),
+            ("Runs: Table 1 rows", runs([*RUN_PAGES, *(row.id for row in manifest.ROWS)])),
+            ("Runs: Figure 2 points (alpha)", runs(fig2)),
+            ("Runs: Figure 4 points (temperature)", runs(fig4)),
+            ("Reproduce", ["book/reproduce", "book/references"])]
+
+
+def render_toc() -> str:
+    """_toc.yml's text (jupyter-book's jb-book format)."""
+    lines = [TOC_HEADER.rstrip("\n"), "format: jb-book", "root: book/intro", "parts:"]
+    for caption, pages in toc_parts():
+        lines += [f'  - caption: "{caption}"', "    chapters:", *(f"      - file: {page}" for page in pages)]
+    return "\n".join(lines) + "\n"

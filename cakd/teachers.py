@@ -4,23 +4,21 @@ or small stand-ins trained here from scratch, once per profile and shared by eve
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import shutil
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
 
-from . import files, paths
-from .config import RunConfig, Views, check_flag
+from . import checkpoints, files, paths
+from .config import RunConfig, Views, check_flag, profile_config
 from .data import Splits, load_splits
 from .losses import LOSSES
 from .models import create_teacher, load_public_weights
-from .train import FitConfig, fit, resolve_device, summarize
+from .train import EpochRecord, FitConfig, fit, resolve_device, summarize
 
 # A teacher trained here sees the standard CIFAR views (pad 4, crop 32, flip) of the 32x32 image.
 TEACHER_TRAINING_VIEWS = Views(resize=0, pad=4, crop=32, augment="crop_flip")
@@ -58,15 +56,16 @@ class TeacherTraining:
 
     @property
     def run_id(self) -> str:
-        values = json.dumps(dataclasses.asdict(self), sort_keys=True)
-        return f"{self.name}-{hashlib.sha256(values.encode()).hexdigest()[:10]}"
+        return f"{self.name}-{files.digest(dataclasses.asdict(self))[:10]}"
 
     def fit_config(self, device: Any) -> FitConfig:
-        return FitConfig(self.epochs, self.batch_size, self.lr, 1e-4, "cosine", self.epochs, 0.0, 0,
-                         TEACHER_TRAINING_VIEWS, self.precision, self.seed, device)
+        return FitConfig(views=TEACHER_TRAINING_VIEWS, device=device, epochs=self.epochs, batch_size=self.batch_size,
+                         lr=self.lr, weight_decay=1e-4, schedule="cosine", cosine_epochs=self.epochs, eta_min=0.0,
+                         patience=0, precision=self.precision, seed=self.seed)
 
 
-def load_teacher(config: RunConfig, name: str, splits: Splits | None = None, *, force: bool = False) -> LoadedTeacher:
+def load_teacher(config: RunConfig, name: str, splits: Splits | None = None, *, force: bool = False,
+                 on_epoch: Callable[[EpochRecord], None] | None = None) -> LoadedTeacher:
     """Teacher `name` as `config.teacher_weights` says: published weights, frozen, or trained here."""
     check_flag("force", force)
     if config.teacher_weights == "public":
@@ -74,8 +73,9 @@ def load_teacher(config: RunConfig, name: str, splits: Splits | None = None, *, 
             raise ValueError(f"teacher_weights='public': the published teachers predict {PUBLIC_CLASSES} classes, "
                              f"the dataset has {splits.num_classes}; use teacher_weights='train'")
         model = load_public_weights(create_teacher(name, PUBLIC_CLASSES, config.model_scale), name)
-        return LoadedTeacher(name, model, files.state_digest(model.net.state_dict()), {"weights": "public"})
-    return load_or_train_teacher(TeacherTraining.of(config, name), config.device, splits, force=force)
+        return LoadedTeacher(name, model, checkpoints.weights_digest(model.net.state_dict()), {"weights": "public"})
+    return load_or_train_teacher(TeacherTraining.of(config, name), config.device, splits, force=force,
+                                 on_epoch=on_epoch)
 
 
 def teacher_folder(training: TeacherTraining) -> Path:
@@ -84,15 +84,16 @@ def teacher_folder(training: TeacherTraining) -> Path:
 
 
 def load_or_train_teacher(training: TeacherTraining, device: str = "auto", splits: Splits | None = None, *,
-                          force: bool = False) -> LoadedTeacher:
+                          force: bool = False, on_epoch: Callable[[EpochRecord], None] | None = None
+                          ) -> LoadedTeacher:
     """The teacher of `training`: loaded (weights verified against their hash) or trained now."""
     check_flag("force", force)
     folder = teacher_folder(training)
     weights, info_path = folder / "model.pt", folder / "teacher.json"
     if not force and info_path.exists() and weights.exists():
         info = files.read_json(info_path)
-        state = files.torch_load(weights)
-        if files.state_digest(state) == info["weights"]:
+        state = checkpoints.load(weights)
+        if checkpoints.weights_digest(state) == info["weights"]:
             model = create_teacher(training.name, info["num_classes"], training.model_scale)
             model.load_state_dict(state)
             return LoadedTeacher(training.name, model.to(next(iter(state.values())).dtype), info["weights"], info)
@@ -104,14 +105,13 @@ def load_or_train_teacher(training: TeacherTraining, device: str = "auto", split
         shutil.rmtree(folder)
     torch.manual_seed(training.seed)   # the same initial weights whatever the process ran before
     model = create_teacher(training.name, splits.num_classes, training.model_scale)
-    ce = LOSSES["baseline"].fn
-    result = fit(model, splits, ce, training.fit_config(resolved), checkpoint=folder / "resume.pt",
-                 desc=f"teacher {training.name}")
+    result = fit(model, splits, LOSSES["baseline"], training.fit_config(resolved), checkpoint=folder / "resume.pt",
+                 on_epoch=on_epoch)
     state = {k: v.cpu() for k, v in result.model.state_dict().items()}
-    info = {"name": training.name, "run_id": training.run_id, "weights": files.state_digest(state),
+    info = {"name": training.name, "run_id": training.run_id, "weights": checkpoints.weights_digest(state),
             "training": dataclasses.asdict(training), "num_classes": splits.num_classes,
             **summarize(result.history), "history": result.history}
-    files.torch_save(state, weights)
+    checkpoints.save(state, weights)
     files.write_json(info_path, info)                     # written last: marks the teacher complete
     (folder / "resume.pt").unlink(missing_ok=True)
     return LoadedTeacher(training.name, result.model.cpu(), info["weights"], info)
@@ -119,7 +119,5 @@ def load_or_train_teacher(training: TeacherTraining, device: str = "auto", split
 
 def _as_run_config(training: TeacherTraining) -> RunConfig:
     """The data options of `training` as a RunConfig, for load_splits."""
-    from .config import profile_config
-
     return profile_config(training.profile, dataset=training.dataset, data_dir=training.data_dir,
                           synthetic_size=training.synthetic_size)

@@ -5,16 +5,16 @@ authors' code: the targets are fixed, one logit vector per image) or the student
 (consistent teaching, ours; Beyer et al., the report's ref. [3]). `teacher_mode`: the logits are computed once
 and looked up exactly (`cache`: per image, or per (image, view) over all 162 views of a 32x32 image) or the
 teachers run on every batch (`online`). Both give the same numbers: online logits are rounded to the cache's
-fp16, and a test checks cache == online. A cache carries a fingerprint (teacher weights, data, views,
+fp16, and a test checks cache == online. A cache carries a fingerprint (teacher weights, data, views, autocast,
 pipeline, dtype) and checksums; nothing stale or damaged is used.
 """
 from __future__ import annotations
 
+import functools
 import shutil
 import warnings
-from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -24,36 +24,20 @@ from tqdm import tqdm
 from . import files, paths
 from .config import RunConfig, Views
 from .data import Split, Splits, apply_views
+from .precision import autocast_for, autocast_name
+from .teachers import LoadedTeacher, TeacherTraining, load_teacher
 
 CACHE_DTYPE = torch.float16
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 
 class StaleCacheError(ValueError):
     """A cache exists for this teacher but was built from other weights, data or settings."""
 
 
-def compute_dtype(device: torch.device, precision: str) -> torch.dtype:
-    """The weights' dtype: float64 for precision fp64, else float32 (mixed precision is autocast's job)."""
-    return torch.float64 if precision == "fp64" else torch.float32
-
-
-def autocast_for(device: torch.device, precision: str) -> AbstractContextManager:
-    """bf16 or fp16 autocast on CUDA; nothing elsewhere (a CPU runs bf16/fp16 runs in fp32)."""
-    if device.type == "cuda" and precision in ("bf16", "fp16"):
-        return torch.autocast("cuda", dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
-    return nullcontext()
-
-
-class TeacherLogits(Protocol):
-    """Teacher logits [K,B,C] for a training batch: train-split `indices`, their `view_ids`, the student's
-    `views` (float images the student sees)."""
-    names: list[str]
-
-    @property
-    def forward_passes(self) -> int: ...
-
-    def __call__(self, indices: Tensor, view_ids: Tensor, views: Tensor) -> Tensor: ...
+# A tqdm-like bar factory, (iterable, desc=...) -> iterable: tqdm's by default, Ray's in a Ray task.
+Progress = Callable[..., Any]
+QUIET = functools.partial(tqdm, disable=None, leave=False)   # a bar on a terminal, nothing in a log
 
 
 class OnlineTeachers:
@@ -69,6 +53,9 @@ class OnlineTeachers:
     @property
     def forward_passes(self) -> int:
         return self._passes
+
+    def graph_blocker(self) -> str | None:
+        return "online teachers count their forward passes in Python, which a replay would skip"
 
     @torch.no_grad()
     def __call__(self, indices: Tensor, view_ids: Tensor, views: Tensor) -> Tensor:
@@ -90,6 +77,11 @@ class CachedTeachers:
     @property
     def forward_passes(self) -> int:
         return 0
+
+    def graph_blocker(self) -> str | None:
+        if any(cache.train.device.type != "cuda" for cache in self.caches):
+            return "a teacher-logit cache lives in host memory (too large for the GPU): its lookup copies from the host"
+        return None
 
     def __call__(self, indices: Tensor, view_ids: Tensor, views: Tensor) -> Tensor:
         return torch.stack([self._lookup(c.train, indices, view_ids) for c in self.caches]).float()
@@ -113,11 +105,11 @@ class TeacherLogitCache:
 
     @staticmethod
     def fingerprint(name: str, weights_digest: str, model: nn.Module, splits: Splits, teacher_input: str,
-                    views: Views) -> dict[str, Any]:
+                    views: Views, autocast: str = "none") -> dict[str, Any]:
         return {"format": FORMAT_VERSION, "teacher": name, "weights": weights_digest, "data": splits.fingerprint,
                 "num_classes": splits.num_classes, "input": teacher_input,
                 "views": repr(views) if teacher_input == "student_view" else "clean",
-                "pipeline": model.pipeline.describe(), "dtype": str(CACHE_DTYPE)}
+                "pipeline": model.pipeline.describe(), "dtype": str(CACHE_DTYPE), "autocast": autocast}
 
     @classmethod
     def load(cls, folder: Path, fingerprint: dict[str, Any], device: torch.device) -> "TeacherLogitCache":
@@ -129,7 +121,7 @@ class TeacherLogitCache:
         arrays = {}
         for split, info in meta["arrays"].items():
             path = folder / f"{split}.npy"
-            if not path.is_file() or path.stat().st_size != info["bytes"] or files.file_digest(path) != info["digest"]:
+            if not path.is_file() or path.stat().st_size != info["bytes"] or files.digest(path) != info["digest"]:
                 raise ValueError(f"teacher-logit cache file {path} is missing or corrupt (size/checksum "
                                  "mismatch); it will be rebuilt")
             array = torch.from_numpy(np.load(path, mmap_mode="c"))   # copy-on-write map: never writes back
@@ -139,7 +131,7 @@ class TeacherLogitCache:
     @classmethod
     def build(cls, folder: Path, model: nn.Module, splits: Splits, fingerprint: dict[str, Any], teacher_input: str,
               views: Views, device: torch.device, precision: str, batch_size: int = 2048,
-              desc: str = "cache") -> "TeacherLogitCache":
+              desc: str = "cache", progress: Progress = QUIET) -> "TeacherLogitCache":
         """Run the teacher over every train image (or every (image, view)) and the val/test images."""
         model = prepare_teacher(model, device)
         folder.mkdir(parents=True, exist_ok=True)
@@ -151,10 +143,11 @@ class TeacherLogitCache:
             path = folder / f"{split_name}.npy"
             with files.atomic_path(path) as tmp:
                 out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=shape)
-                _fill(out, model, split, count, views, device, precision, batch_size, f"{desc} {split_name}")
+                _fill(out, model, split, count, views, device, precision, batch_size, f"{desc} {split_name}",
+                      progress)
                 out.flush()
                 del out
-            info[split_name] = {"bytes": path.stat().st_size, "digest": files.file_digest(path), "shape": list(shape)}
+            info[split_name] = {"bytes": path.stat().st_size, "digest": files.digest(path), "shape": list(shape)}
         # meta.json is written last: a cache without it (killed mid-build) is never opened.
         files.write_json(folder / "meta.json", {"fingerprint": fingerprint, "arrays": info})
         return cls.load(folder, fingerprint, device)
@@ -169,15 +162,14 @@ class TeacherLogitCache:
         return int(sum(np.prod(a["shape"][:-1]) for a in self.meta["arrays"].values()))
 
 
-def teacher_logits(config: RunConfig, splits: Splits, device: torch.device) -> tuple[TeacherLogits, dict[str, Any]]:
+def teacher_logits(config: RunConfig, splits: Splits, device: torch.device
+                   ) -> tuple[OnlineTeachers | CachedTeachers, dict[str, Any]]:
     """The KD logit source of a run and a record of its teachers (accuracies, cache passes, cache bytes)."""
-    from .teachers import load_teacher   # teachers.py trains the smoke teachers with train.fit
-
     loaded = [load_teacher(config, name, splits) for name in config.teachers]
     names = list(config.teachers)
     if config.teacher_mode == "online":
         models = [prepare_teacher(t.model, device) for t in loaded]
-        source: TeacherLogits = OnlineTeachers(models, names, config.teacher_input, splits.train.to(device),
+        source: OnlineTeachers | CachedTeachers = OnlineTeachers(models, names, config.teacher_input, splits.train.to(device),
                                                config.precision)
         record = {"teachers": {t.name: teacher_accuracy(m, splits, device, config.precision)
                                for t, m in zip(loaded, models)}}
@@ -214,12 +206,22 @@ def method3_ties(config: RunConfig, splits: Splits, device: torch.device, chunk:
     return {"samples": samples, "tied_pct": 100 * tied / samples, "tied_at_1_pct": 100 * at_one / samples}
 
 
-def load_or_build_cache(config: RunConfig, teacher: Any, splits: Splits, device: torch.device
-                        ) -> tuple[TeacherLogitCache, int]:
+def cache_key(config: RunConfig, name: str) -> tuple:
+    """What teacher `name`'s cache for `config` is made from, known before any weight or image is read: runs
+    with equal keys read one cache, which cakd.reproduce builds once, in a task of its own."""
+    weights = TeacherTraining.of(config, name) if config.teacher_weights == "train" else "public"
+    return (name, config.profile, config.dataset, config.data_dir, config.synthetic_size, config.model_scale,
+            weights, config.teacher_input, config.views if config.teacher_input == "student_view" else None,
+            config.precision)
+
+
+def load_or_build_cache(config: RunConfig, teacher: LoadedTeacher, splits: Splits, device: torch.device,
+                        progress: Progress = QUIET) -> tuple[TeacherLogitCache, int]:
     """The teacher's logit cache and the forward passes spent building it now (0 when loaded)."""
     fingerprint = TeacherLogitCache.fingerprint(teacher.name, teacher.weights_digest, teacher.model, splits,
-                                                config.teacher_input, config.views)
-    key = files.digest_json(fingerprint)[:12]
+                                                config.teacher_input, config.views,
+                                                autocast_name(device, config.precision))
+    key = files.digest(fingerprint)[:12]
     folder = paths.inside(paths.logit_cache_dir(config.profile), f"{teacher.name}-{key}", "teacher")
     if (folder / "meta.json").exists():
         try:
@@ -228,7 +230,8 @@ def load_or_build_cache(config: RunConfig, teacher: Any, splits: Splits, device:
             warnings.warn(str(e))
             shutil.rmtree(folder)
     cache = TeacherLogitCache.build(folder, teacher.model, splits, fingerprint, config.teacher_input,
-                                    config.views, device, config.precision, desc=f"cache {teacher.name}")
+                                    config.views, device, config.precision, desc=f"cache {teacher.name}",
+                                    progress=progress)
     return cache, cache.forward_passes
 
 
@@ -260,11 +263,12 @@ def _cached_accuracy(cache: TeacherLogitCache, splits: Splits) -> dict[str, floa
 
 
 def _fill(out: np.ndarray, model: nn.Module, split: Split, count: int, views: Views, device: torch.device,
-          precision: str, batch_size: int, desc: str) -> None:
+          precision: str, batch_size: int, desc: str, progress: Progress) -> None:
     """out[i] = teacher(clean image i), or out[i, v] = teacher(student view v of image i), in batches."""
     images = split.images.to(device)
     pairs = len(split) * count
-    for first in tqdm(range(0, pairs, batch_size), desc=desc, disable=None, leave=False):
+    bar = progress(range(0, pairs, batch_size), desc=desc)
+    for first in bar:
         flat = torch.arange(first, min(first + batch_size, pairs), device=device)
         index, view = flat // count, flat % count
         batch = apply_views(images[index], view, views) if count > 1 else images[index]
@@ -274,6 +278,7 @@ def _fill(out: np.ndarray, model: nn.Module, split: Split, count: int, views: Vi
             raise ValueError(f"{desc}: the teacher produced NaN or infinite logits (images {index[:3].tolist()}...); "
                              "its checkpoint is broken")
         out.reshape(pairs, -1)[first:first + len(flat)] = logits.cpu().numpy()
+    bar.close()
 
 
 def prepare_teacher(model: nn.Module, device: torch.device) -> nn.Module:

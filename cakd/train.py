@@ -4,62 +4,78 @@ Data and augmentation stay on the device; the step has no host sync (per-epoch s
 mixed precision and channels_last on CUDA, fp32 or fp64 on a CPU. The learning rate follows CosineAnnealingLR
 stepped once per epoch (the authors' Lightning default); training stops early when validation accuracy has
 not improved for `patience` epochs; the reported number is the test accuracy of the best-validation epoch.
-Every epoch ends with an atomic checkpoint holding everything needed to resume bitwise.
+Every epoch ends with an atomic checkpoint holding everything needed to resume bitwise, and hands its record
+to `on_epoch` (progress is data: whoever runs the loop decides how to show it).
 """
 from __future__ import annotations
 
+import dataclasses
 import os
-import sys
 import time
 import warnings
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Protocol
 
 import torch
 from torch import Tensor, nn
-from tqdm import tqdm
 
-from . import files, graphed
-from .config import RunConfig, Views
+from . import checkpoints, graphed
+from .config import OPTIONS, RunConfig, Views
 from .data import Split, Splits, apply_views, eval_images, random_views
-from .teaching import TeacherLogits, autocast_for, compute_dtype
+from .precision import autocast_for, compute_dtype
 
 THREADS_ENV = "CAKD_THREADS"   # fix torch's CPU thread count
 # (model logits [B,C], teacher logits [K,B,C] or None, labels [B]) -> (loss, diagnostics)
 StepLoss = Callable[[Tensor, Tensor | None, Tensor], tuple[Tensor, dict[str, Tensor]]]
+EpochRecord = dict[str, float]
+
+
+class TeacherLogits(Protocol):
+    """What the loop needs of KD's teachers (cakd.teaching provides them, from a cache or online): logits
+    [K,B,C] for train-split `indices`, their `view_ids` and the student's `views` (the float images it sees)."""
+    names: list[str]
+
+    @property
+    def forward_passes(self) -> int: ...
+
+    def graph_blocker(self) -> str | None:
+        """Why a training step reading these logits cannot be one CUDA graph, or None when it can."""
+
+    def __call__(self, indices: Tensor, view_ids: Tensor, views: Tensor) -> Tensor: ...
 
 
 @dataclass(frozen=True)
 class FitConfig:
-    epochs: int
-    batch_size: int
-    lr: float
-    weight_decay: float
-    schedule: str            # cosine | constant
-    cosine_epochs: int       # CosineAnnealingLR's T_max
-    eta_min: float
-    patience: int            # 0: no early stopping
+    """The optimisation `fit` runs. Fields named as RunConfig's options take their values (`FitConfig.of`)."""
     views: Views
-    precision: str
-    seed: int
     device: torch.device
+    epochs: int = 100
+    batch_size: int = 128
+    lr: float = 1e-2
+    weight_decay: float = 1e-4
+    schedule: str = "cosine"       # cosine | constant
+    cosine_epochs: int = 100       # CosineAnnealingLR's T_max
+    eta_min: float = 1e-6
+    patience: int = 0              # 0: no early stopping
+    precision: str = "fp32"
+    seed: int = 0
     compile: bool = False
     eval_batch_size: int = 1024
-    cuda_graph: bool = True  # CUDA: the training step as one CUDA graph (cakd.graphed); speed only
+    cuda_graph: bool = True        # CUDA: the training step as one CUDA graph (cakd.graphed); speed only
 
     @classmethod
     def of(cls, config: RunConfig, device: torch.device) -> "FitConfig":
         """The student's optimisation, as the run's config says."""
-        return cls(config.epochs, config.batch_size, config.lr, config.weight_decay, config.schedule,
-                   config.cosine_epochs, config.eta_min, config.patience, config.views, config.precision,
-                   config.seed, device, config.compile, config.eval_batch_size, config.cuda_graph)
+        own = {"views": config.views, "device": device, "cosine_epochs": config.cosine_epochs}
+        shared = {f.name: getattr(config, f.name) for f in dataclasses.fields(cls) if f.name in OPTIONS}
+        return cls(**{**shared, **own})
 
 
 @dataclass
 class FitResult:
-    history: list[dict[str, float]]
+    history: list[EpochRecord]
     model: nn.Module
     seconds: float
 
@@ -73,11 +89,12 @@ def resolve_device(device: str) -> torch.device:
 
 
 def fit(model: nn.Module, splits: Splits, step_loss: StepLoss, cfg: FitConfig, *,
-        teachers: TeacherLogits | None = None, checkpoint: Path | None = None, desc: str = "train") -> FitResult:
+        teachers: TeacherLogits | None = None, checkpoint: Path | None = None,
+        on_epoch: Callable[[EpochRecord], None] | None = None) -> FitResult:
     """Train `model` on splits.train; returns the per-epoch history. Resumes from `checkpoint` if present.
 
     `teachers` supplies teacher logits for each batch (cache or online); the loop does not care which, and
-    records their cumulative forward passes in the history.
+    records their cumulative forward passes in the history. `on_epoch` receives each epoch's record.
     """
     configure_threads()
     device = cfg.device
@@ -87,12 +104,12 @@ def fit(model: nn.Module, splits: Splits, step_loss: StepLoss, cfg: FitConfig, *
                          "use a smaller batch_size or a larger dataset")
     model, optimizer, scaler = prepare_training(model, device, cfg.lr, cfg.weight_decay, cfg.precision)
     scheduler = make_scheduler(optimizer, cfg.schedule, cfg.cosine_epochs, cfg.eta_min)
-    autocast, dtype = autocast_for(device, cfg.precision), compute_dtype(device, cfg.precision)
+    autocast, dtype = autocast_for(device, cfg.precision), compute_dtype(cfg.precision)
     generator = torch.Generator().manual_seed(cfg.seed)   # data order and views: CPU, reproducible anywhere
-    history: list[dict[str, float]] = []
+    history: list[EpochRecord] = []
     seconds = 0.0
     if checkpoint is not None and checkpoint.exists():
-        state = files.torch_load(checkpoint, map_location=device)
+        state = checkpoints.load(checkpoint, map_location=device)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -109,7 +126,6 @@ def fit(model: nn.Module, splits: Splits, step_loss: StepLoss, cfg: FitConfig, *
     val, test = splits.val.to(device), splits.test.to(device)
     # The last incomplete batch is dropped (the order is reshuffled each epoch): a batch of 1 breaks BatchNorm.
     seen = len(train) // cfg.batch_size * cfg.batch_size
-    progress = Progress(desc, cfg.epochs, len(history))
     while len(history) < cfg.epochs and not _patience_spent(history, cfg.patience):
         start = time.perf_counter()
         model.train()
@@ -128,21 +144,21 @@ def fit(model: nn.Module, splits: Splits, step_loss: StepLoss, cfg: FitConfig, *
         if teachers is not None:
             record["teacher_passes"] = passes_before + teachers.forward_passes
         history.append(record)
-        progress.update(record)
         if checkpoint is not None:
-            files.torch_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            checkpoints.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                               "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
                               "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
                               **({"cuda_rng": torch.cuda.get_rng_state()} if device.type == "cuda" else {}),
                               "history": history, "seconds": seconds}, checkpoint)
-    progress.close()
+        if on_epoch is not None:
+            on_epoch(record)
     return FitResult(history, model, seconds)
 
 
 def prepare_training(model: nn.Module, device: torch.device, lr: float, weight_decay: float, precision: str
                      ) -> tuple[nn.Module, torch.optim.Optimizer, torch.amp.GradScaler]:
     """The model on `device` in its dtype, its AdamW and grad scaler: channels_last and fused AdamW on CUDA."""
-    model = model.to(device, dtype=compute_dtype(device, precision))
+    model = model.to(device, dtype=compute_dtype(precision))
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
         model.channels_last = True
@@ -247,31 +263,6 @@ def summarize(history: list[dict[str, float]]) -> dict[str, float]:
             "epochs": history[-1]["epoch"], "train_seconds": history[-1]["seconds"]}
 
 
-class Progress:
-    """A tqdm bar on a terminal; otherwise one line per epoch on stderr (logs, papermill kernels):
-    `<desc> epoch 3/100 val 54.3% test 53.9% lr 0.0098 eta 3m10s`."""
-
-    def __init__(self, desc: str, epochs: int, done: int):
-        self.desc, self.epochs, self.start_epoch = desc, epochs, done
-        self.started = time.perf_counter()
-        self.bar = tqdm(total=epochs, initial=done, desc=desc, leave=False) if sys.stderr.isatty() else None
-
-    def update(self, record: dict[str, float]) -> None:
-        done = record["epoch"] - self.start_epoch
-        eta = (time.perf_counter() - self.started) / done * (self.epochs - record["epoch"])
-        if self.bar is not None:
-            self.bar.set_postfix(val=f"{record['val_acc']:.1f}", lr=f"{record['lr']:.2g}")
-            self.bar.update(1)
-            return
-        print(f"{self.desc} epoch {record['epoch']}/{self.epochs} val {record['val_acc']:.1f}% "
-              f"test {record['test_acc']:.1f}% lr {record['lr']:.2g} eta {_minutes(eta)}", file=sys.stderr,
-              flush=True)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
 def configure_threads() -> None:
     if threads := os.environ.get(THREADS_ENV):
         torch.set_num_threads(int(threads))
@@ -283,11 +274,6 @@ def _patience_spent(history: list[dict[str, float]], patience: int) -> bool:
         return False
     best = max(range(len(history)), key=lambda i: (history[i]["val_acc"], -i))
     return len(history) - 1 - best >= patience
-
-
-def _minutes(seconds: float) -> str:
-    seconds = int(round(seconds))
-    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
 def _accumulate(sums: dict[str, Tensor], key: str, value: Tensor) -> None:

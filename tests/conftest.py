@@ -20,15 +20,30 @@ for _name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
 TORCH_THREADS = 1
 
 
+def _own_addresses() -> set[str]:
+    """This machine's own addresses: where a local Ray cluster listens (connecting there leaves no machine)."""
+    found = {"localhost", socket.gethostname()}
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.connect(("203.0.113.1", 9))   # a UDP connect sends nothing: it names the outgoing interface
+            found.add(probe.getsockname()[0])
+    except OSError:
+        pass
+    return found
+
+
+OWN_ADDRESSES = _own_addresses()
+
+
 def _loopback_only(connect):
-    """socket.connect that refuses anything but this machine (kernels and servers on localhost still work)."""
+    """socket.connect that refuses anything but this machine (kernels, servers and a Ray cluster here still work)."""
     def guarded(sock, address, *args, **kwargs):
         host = address[0] if isinstance(address, tuple) else None
         if host is not None:
             try:
-                allowed = ipaddress.ip_address(host).is_loopback
+                allowed = ipaddress.ip_address(host).is_loopback or host in OWN_ADDRESSES
             except ValueError:
-                allowed = host == "localhost"
+                allowed = host in OWN_ADDRESSES
             if not allowed:
                 raise OSError(f"tests must not use the network (tried to connect to {address!r})")
         return connect(sock, address, *args, **kwargs)

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn import KLDivLoss
 
+from cakd.losses import LOSSES
 from cakd.manifest import get_row
 
 B, C = 16, 10
@@ -54,7 +55,7 @@ def inputs(seed, k=3):
 
 
 def ours(config, student, teachers, labels):
-    loss, _ = config.loss.fn(student, torch.stack(teachers), labels, **config.loss_options())
+    loss, _ = LOSSES[config.method](student, torch.stack(teachers), labels, **config.loss_options())
     return loss
 
 

@@ -49,7 +49,8 @@ def test_every_pipeline_has_a_positive_rate_and_memory_and_is_eager_on_a_cpu(rec
         for timing in result["pipelines"].values():
             assert timing["images_per_s"] > 0 and timing["peak_memory_mb"] >= 0
             assert len(timing["seconds"]) == 2 and timing["graphed"] is False
-            assert timing["images_seen"] == 4 * (1 + 2 * 1)   # batch x (warm-up + repeats x steps)
+            # batch x (warm-up + repeats x (the Timer's own 2 warm-up steps + steps))
+            assert timing["images_seen"] == 4 * (1 + 2 * (2 + 1))
 
 
 def test_ratios_are_the_ones_whose_pipelines_were_timed(records):
@@ -100,7 +101,7 @@ def test_reproduce_benchmarks_a_profile_once_and_the_paper_profile_only_on_a_gpu
 
     calls, logged = [], []
 
-    def fake_benchmark(device, profile, out, **kwargs):
+    def fake_benchmark(device, profile, out, command):
         calls.append((device, profile))
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text("{}")

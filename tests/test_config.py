@@ -146,9 +146,9 @@ def test_digest_is_stable_across_processes():
     assert out.stdout.strip() == config.digest()
 
 
-def test_digest_is_a_sha256_hex_string_and_run_id_uses_it():
+def test_digest_is_a_128_bit_hex_string_and_run_id_uses_it():
     config = RunConfig()
-    assert re.fullmatch(r"[0-9a-f]{64}", config.digest())
+    assert re.fullmatch(r"[0-9a-f]{32}", config.digest())
     assert config.run_id == f"baseline-{config.digest()[:10]}"
 
 

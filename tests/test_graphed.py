@@ -17,7 +17,6 @@ from cakd.runs import step_loss
 from cakd.teaching import CACHE_DTYPE, CachedTeachers, OnlineTeachers, TeacherLogitCache
 from cakd.train import FitConfig, make_scheduler, prepare_training, train_epoch, train_step
 
-cuda_only = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")
 
 
 def _setup(device, *, cuda_graph=True, precision=None, teachers=True, batch_size=16, images=128):
@@ -64,7 +63,7 @@ def _losses(device, cuda_graph, steps=50, **kw):
 
 # ----------------------------------------------------------------------------- CUDA only
 
-@cuda_only
+@pytest.mark.gpu
 @pytest.mark.parametrize("teachers", [False, True], ids=["baseline", "cached_kd"])
 def test_fifty_graphed_steps_give_the_eager_losses_within_bf16_tolerance(teachers):
     device = torch.device("cuda", torch.cuda.current_device())
@@ -76,7 +75,7 @@ def test_fifty_graphed_steps_give_the_eager_losses_within_bf16_tolerance(teacher
     torch.testing.assert_close(graph, eager, rtol=5e-2, atol=5e-2)
 
 
-@cuda_only
+@pytest.mark.gpu
 def test_the_graph_reads_the_learning_rate_the_scheduler_sets():
     device = torch.device("cuda", torch.cuda.current_device())
     config, cfg, train, teachers, model, optimizer, scaler = _setup(device, teachers=False)
@@ -93,7 +92,7 @@ def test_the_graph_reads_the_learning_rate_the_scheduler_sets():
     assert float(optimizer.param_groups[0]["lr"]) == 0.0
 
 
-@cuda_only
+@pytest.mark.gpu
 def test_fp16_and_online_teachers_run_eagerly_with_a_warning_that_says_why():
     device = torch.device("cuda", torch.cuda.current_device())
     config, cfg, train, _, model, optimizer, scaler = _setup(device, precision="fp16", teachers=False)
@@ -156,7 +155,7 @@ def test_graph_blocker_names_why_a_step_stays_eager():
     assert "fp16" in graphed.graph_blocker(cuda, "fp16", False)
     assert "compile" in graphed.graph_blocker(cuda, "bf16", True)
     online = OnlineTeachers([], [], "student_view", None, "bf16")
-    assert "OnlineTeachers" in graphed.graph_blocker(cuda, "bf16", False, online)
+    assert "online teachers" in graphed.graph_blocker(cuda, "bf16", False, online)
     host = CachedTeachers([TeacherLogitCache(None, {"train": torch.zeros(2, 3), "val": None, "test": None}, {})],
                           ["t"], cuda)
     assert "host memory" in graphed.graph_blocker(cuda, "bf16", False, host)

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cakd.config import RunConfig
+from cakd.config import METHODS, RunConfig
 from cakd.losses import (LOSSES, adaptive_alpha_loss, alpha_guided_loss, ca_wkd_loss, ce_loss, kd_loss,
                          kl_per_sample, most_confident, order_dependent, register_loss,
                          teacher_weights)
@@ -48,23 +48,35 @@ def random_inputs(k: int = 3, b: int = 8, c: int = 10, seed: int = 0, scale: flo
 # ----------------------------------------------------------------------------- registry
 
 def test_registry_maps_names_to_the_loss_functions():
-    assert LOSSES["baseline"].fn is ce_loss and LOSSES["kd"].fn is kd_loss and LOSSES["ca_wkd"].fn is ca_wkd_loss
-    assert LOSSES["alpha_guided"].fn is alpha_guided_loss and LOSSES["adaptive_alpha"].fn is adaptive_alpha_loss
+    assert LOSSES["baseline"] is ce_loss and LOSSES["kd"] is kd_loss and LOSSES["ca_wkd"] is ca_wkd_loss
+    assert LOSSES["alpha_guided"] is alpha_guided_loss and LOSSES["adaptive_alpha"] is adaptive_alpha_loss
 
 
-@pytest.mark.parametrize("name", sorted(LOSSES))
-def test_every_registered_loss_is_a_valid_method_with_its_teachers(name):
-    # K = 0, 1 or 2 teachers as the loss declares; RunConfig takes the method from the registry
-    teachers = {"none": (), "one": (R50,), "several": (D, R50)}[LOSSES[name].teachers]
-    assert RunConfig(method=name, teachers=teachers).loss is LOSSES[name]
+def test_every_method_cakd_config_names_has_its_loss():
+    assert set(LOSSES) == set(METHODS)
 
 
-def test_register_loss_refuses_reads_that_are_not_its_keywords(monkeypatch):
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_every_method_is_a_valid_run_with_its_teachers(name):
+    # K = 0, 1 or 2 teachers as the method declares
+    teachers = {"none": (), "one": (R50,), "several": (D, R50)}[METHODS[name].teachers]
+    assert RunConfig(method=name, teachers=teachers).loss is METHODS[name]
+
+
+def test_register_loss_refuses_keywords_that_are_not_what_its_method_reads(monkeypatch):
+    from cakd import config
+
     monkeypatch.setattr("cakd.losses.LOSSES", dict(LOSSES))
+    monkeypatch.setitem(config.METHODS, "bad_kd", config.Method("Bad KD", "one", ("alpha",)))
     with pytest.raises(TypeError, match=r"reads=\('alpha',\) but takes keywords \('temperature',\)"):
-        @register_loss("bad_kd", title="Bad KD", teachers="one", reads=("alpha",))
+        @register_loss("bad_kd")
         def bad_kd(student_logits, teacher_logits, labels, *, temperature):
             return student_logits.sum(), {}
+
+
+def test_register_loss_refuses_a_method_cakd_config_does_not_name():
+    with pytest.raises(TypeError, match="no entry in cakd.config.METHODS"):
+        register_loss("unnamed")(lambda s, t, y: (s.sum(), {}))
 
 
 # ----------------------------------------------------------------------------- KL building block

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from cakd import files, paths
+from cakd import checkpoints, paths
 from cakd.models import (PRETRAINED_DIR_ENV, STUDENTS, TEACHERS, WEIGHTS_URL, Classifier, InputPipeline,
                          PretrainedUnavailableError, count_parameters, create_student, create_teacher,
                          load_public_weights, public_weights_path)
@@ -143,7 +143,7 @@ def test_public_weights_round_trip_through_the_pretrained_dir(name, tmp_path, mo
     monkeypatch.setattr(torch.hub, "download_url_to_file", lambda *a, **k: pytest.fail("downloaded"))
     torch.manual_seed(2)
     loaded = load_public_weights(create_teacher(name, 100, "tiny"), name).net.state_dict()
-    assert files.state_digest(loaded) == files.state_digest(saved)
+    assert checkpoints.weights_digest(loaded) == checkpoints.weights_digest(saved)
 
 
 def test_pretrained_dir_accepts_the_hubs_bin_name(tmp_path, monkeypatch):

@@ -1,45 +1,50 @@
-"""`reproduce` on the engine: (row, seed) jobs through 2 local Ray workers on a tiny manifest, one of them failing;
-and the CLI's checks of --workers / --runs-per-gpu / --address (one line, exit 2, before any work)."""
+"""`reproduce`'s task graph on Ray: a tiny manifest on 2 local workers (a failing row among them), reuse on a
+rerun, a page rebuilt when the code that renders it changes (and its run not retrained), Ray's two-node test
+cluster with a node lost mid-run, and the command line's checks before any work."""
 from __future__ import annotations
 
 import json
-import re
+import shutil
+import threading
+import time
 
 import nbformat
 import pytest
 
 from cakd import paths, reproduce
 from cakd.__main__ import main
-from cakd.engine import Engine, EngineOptions, summary_table
 from cakd.manifest import Row
+from cakd.registry import find_run
 from cakd.report import profile_note
-from cakd.runs import find_run
 
-# A notebook as small as the real ones are thin: the parameters cell, then one load_or_train. It also writes an
-# epoch line to stderr, so the test sees the kernel's stderr reach the driver (cakd.train prints them likewise).
+# A notebook as thin as the real ones: the parameters cell, then one load_or_train (the run is in the registry by
+# the time a page runs, so it only loads it).
 TINY_PARAMETERS = """profile = "smoke"
 seed = 0
 epochs = None
 synthetic_size = None
-batch_size = None
-force = False"""
-TINY_BODY = """import sys
-import cakd.config, cakd.runs
+batch_size = None"""
+TINY_BODY = """import cakd.config, cakd.runs
 config = cakd.config.profile_config(profile, method="baseline", seed=seed, epochs=epochs,
                                     synthetic_size=synthetic_size, batch_size=batch_size)
-print("tiny epoch 1/1 val 12.5% test 11.0% lr 0.001 eta 0s", file=sys.stderr)
-result = cakd.runs.load_or_train(config, force=force)
+result = cakd.runs.load_or_train(config)
 print(f"test_acc: {result.accuracy:.2f}")"""
 TINY = {"method": "baseline", "epochs": 1, "synthetic_size": 600}
-ROWS = [Row("tiny_a", "Tiny A", "tiny", dict(TINY), None),
-        # Valid, but fails once training starts (more images per batch than the split has): in both paths.
-        Row("tiny_broken", "Tiny broken", "tiny", {**TINY, "batch_size": 100_000}, None),
-        Row("tiny_b", "Tiny B", "tiny", {**TINY, "synthetic_size": 660}, None)]
+ROWS = [Row("tiny_a", "Tiny A", "tiny", dict(TINY)),
+        # valid, but fails once training starts (more images per batch than the split has)
+        Row("tiny_broken", "Tiny broken", "tiny", {**TINY, "batch_size": 100_000}),
+        Row("tiny_b", "Tiny B", "tiny", {**TINY, "synthetic_size": 660})]
+
+
+
+def _grid(rows, seeds):
+    return [(row, seed, row.config("smoke", seed)) for seed in range(seeds) for row in rows]
 
 
 @pytest.fixture
 def tiny_manifest(tmp_path, tmp_path_factory, monkeypatch):
-    """notebooks/ and book/runs/ in tmp_path, holding the tiny notebook; Ray's files there too."""
+    """notebooks/, book/runs/ and cakd's code in tmp_path (the tiny notebook; a copy of the package the stamps
+    read); Ray's files in a short folder (a socket's path must stay under 108 bytes)."""
     notebooks = tmp_path / "notebooks"
     notebooks.mkdir()
     nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
@@ -50,60 +55,144 @@ def tiny_manifest(tmp_path, tmp_path_factory, monkeypatch):
     nbformat.write(nb, notebooks / "tiny.ipynb")
     monkeypatch.setattr(paths, "NOTEBOOKS", notebooks)
     monkeypatch.setattr(paths, "BOOK_RUNS", tmp_path / "runs")
+    monkeypatch.setattr(paths, "PACKAGE", shutil.copytree(paths.PACKAGE, tmp_path / "cakd"))
     paths.BOOK_RUNS.mkdir()
-    # Ray's sockets, logs and spill files: a short folder, as a socket's path must stay under 108 bytes
     monkeypatch.setenv("RAY_TMPDIR", str(tmp_path_factory.mktemp("r")))
     yield ROWS
     import ray
-    ray.shutdown()                                     # the engine shuts it down; this is for a failed test
+    ray.shutdown()                                     # ray_session shuts it down; this is for a failed test
 
 
 @pytest.mark.slow
-def test_two_ray_workers_land_every_run_a_failure_is_reported_and_a_rerun_skips_finished_runs(tiny_manifest):
+def test_tasks_land_every_run_a_failure_is_reported_and_a_rerun_reuses_finished_work(tiny_manifest):
     logged = []
-    with Engine(EngineOptions(workers=2), gpu=False) as engine:
-        assert engine.ray is not None and "2 CPU worker(s)" in engine.where
-        outcomes = reproduce.run_all(engine, tiny_manifest, "smoke", 2, False, logged.append, terminal=False)
+    with reproduce.ray_session(reproduce.Resources(workers=2), gpu=False) as where:
+        assert where == "Ray on this machine: 2 CPU worker(s)"
+        outcomes = reproduce.run_grid(_grid(tiny_manifest, 2), "smoke", False, logged.append)
 
-    by_run = {(o.name, o.seed): o for o in outcomes}
-    assert sorted(by_run) == sorted((row.id, seed) for row in tiny_manifest for seed in (0, 1))
+    by_task = {(o.name, o.seed): o for o in outcomes}
+    assert len(outcomes) == 9 and set(by_task) == ({(r.id, s) for r in tiny_manifest for s in (0, 1)}
+                                                   | {(r.id, None) for r in tiny_manifest})   # 6 runs, 3 pages
     for row in (tiny_manifest[0], tiny_manifest[2]):
         for seed in (0, 1):
             run = find_run(row.config("smoke", seed))
-            assert run is not None, f"{row.id} seed {seed} is not in the registry"
-            assert by_run[row.id, seed].status == "trained"
-            assert by_run[row.id, seed].test_acc == run.accuracy
-    for seed in (0, 1):                                  # the failure, in both paths, with its one-line error
-        failed = by_run["tiny_broken", seed]
-        assert failed.status == "FAILED" and "batch_size=100000" in failed.error, failed.error
-        assert "\n" not in failed.error
+            assert run is not None and by_task[row.id, seed].status == "trained"
+            assert by_task[row.id, seed].test_acc == run.accuracy
+    for seed in (0, 1):                                  # the failure: one line, its traceback in the logs
+        failed = by_task["tiny_broken", seed]
+        assert failed.status == "FAILED" and "batch_size=100000" in failed.error and "\n" not in failed.error
         assert find_run(tiny_manifest[1].config("smoke", seed)) is None
-    assert (paths.results_home() / "smoke" / "logs" / "tiny_broken-seed1.log").read_text().count("Traceback") == 1
+    log = (paths.results_home() / "smoke" / "logs" / "tiny_broken-seed1.log").read_text()
+    assert 'File "' in log and "ValueError: batch_size=100000" in log and "\x1b" not in log   # the traceback
+    assert by_task["tiny_broken", None].status == "FAILED"        # its page waited for the run, which failed
 
-    # seed 0 ran the notebook: its page is in book/runs/, stamped (a failed one says so), titled by the row
+    # seed 0's page: in book/runs/, stamped, titled by the row under the profile's label
     page = nbformat.read(paths.BOOK_RUNS / "tiny_a.ipynb", as_version=4)
     assert page.metadata["cakd"]["parameters"] == {"profile": "smoke", "epochs": 1, "synthetic_size": 600}
     assert page.cells[0].source.startswith("# Tiny A\n\n```{warning}\n" + profile_note("smoke").banner + "\n```\n\n")
-    assert nbformat.read(paths.BOOK_RUNS / "tiny_broken.ipynb", as_version=4).metadata["cakd"]["failed"] is True
+    assert "test_acc: " in "".join(o.get("text", "") for c in page.cells if c.cell_type == "code" for o in c.outputs)
     assert not (paths.BOOK_RUNS / "tiny_a-seed1.ipynb").exists()
+    assert len(logged) == 9 and all(line.startswith("[") for line in logged), logged
+    table = reproduce.summary_table(outcomes)
+    assert table.count("FAILED tiny_broken") == 3 and table.count(" trained") == 4
 
-    # the kernel's stderr epoch line reached the driver, prefixed with the job; nothing else of the kernel did
-    assert any(re.fullmatch(r"\[\d/6\] tiny_a seed 0 tiny epoch 1/1 val 12\.5% eta 0s", line) for line in logged)
-    assert not any("Warning" in line or "Traceback" in line for line in logged), logged
-    table = summary_table(outcomes)
-    assert table.count("FAILED tiny_broken") == 2 and table.count(" trained") == 4
-
-    # a rerun: the 4 finished runs are reused without a job; only the broken row runs (and fails) again
+    # a rerun: finished runs and pages are reused without a task; only the broken row runs (and fails) again
     logged.clear()
-    with Engine(EngineOptions(workers=2), gpu=False) as engine:
-        again = reproduce.run_all(engine, tiny_manifest, "smoke", 2, False, logged.append, terminal=False)
-    assert {(o.name, o.seed): o.status for o in again} == {**{(r.id, s): "reused" for r in ROWS for s in (0, 1)},
-                                                          ("tiny_broken", 0): "FAILED", ("tiny_broken", 1): "FAILED"}
-    assert "4 of 6 runs finished before: reused" in logged
-    assert sum(line.endswith(": started") for line in logged) == 2
+    with reproduce.ray_session(reproduce.Resources(workers=2), gpu=False):
+        again = reproduce.run_grid(_grid(tiny_manifest, 2), "smoke", False, logged.append)
+    assert len(again) == 7 and {(o.name, o.seed, o.status) for o in again} == (
+        {(r.id, s, "reused") for r in (ROWS[0], ROWS[2]) for s in (0, 1)}
+        | {("tiny_broken", s, "FAILED") for s in (0, 1)} | {("tiny_broken", None, "FAILED")})
+    assert len(logged) == 3
 
 
-# ----------------------------------------------------------------------------- CLI checks
+@pytest.mark.slow
+def test_a_changed_rendering_function_rebuilds_the_page_without_retraining(tiny_manifest):
+    grid = _grid(tiny_manifest[:1], 1)
+    with reproduce.ray_session(reproduce.Resources(), gpu=False):
+        first = reproduce.run_grid(grid, "smoke", False, print)
+        run = find_run(grid[0][2])
+        trained_at = (run.folder / "metrics.json").stat().st_mtime_ns
+        page_stamp = nbformat.read(paths.BOOK_RUNS / "tiny_a.ipynb", as_version=4).metadata["cakd"]
+        # a function that draws the pages changes
+        plots = paths.PACKAGE / "plots.py"
+        plots.write_text(plots.read_text().replace('fig.savefig(png, dpi=150', 'fig.savefig(png, dpi=151'))
+        second = reproduce.run_grid(grid, "smoke", False, print)
+        third = reproduce.run_grid(grid, "smoke", False, print)
+    assert sorted(o.status for o in first) == ["done", "trained"]
+    assert sorted(o.status for o in second) == ["done", "reused"]          # the page again, the run reused
+    assert sorted(o.status for o in third) == ["reused"]                   # nothing changed: nothing runs
+    assert (run.folder / "metrics.json").stat().st_mtime_ns == trained_at
+    new_stamp = nbformat.read(paths.BOOK_RUNS / "tiny_a.ipynb", as_version=4).metadata["cakd"]
+    assert new_stamp["code"] != page_stamp["code"] and new_stamp["source"] == page_stamp["source"]
+
+
+@pytest.mark.slow
+def test_two_nodes_land_three_runs_and_a_run_on_a_lost_node_is_retried_on_the_other(tiny_manifest, tmp_path):
+    import ray
+    from ray.cluster_utils import Cluster
+
+    rows = [Row(f"tiny_{i}", f"Tiny {i}", "tiny", {**TINY, "epochs": 6, "synthetic_size": 600 + 60 * i})
+            for i in range(3)]
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    worker = cluster.add_node(num_cpus=1)
+    result: dict = {}
+
+    def drive():
+        with reproduce.ray_session(reproduce.Resources(address=cluster.address), gpu=False) as where:
+            result["where"] = where
+            result["nodes"] = reproduce.check_shared_homes()
+            result["outcomes"] = reproduce.run_grid(_grid(rows, 1), "smoke", False, print)
+    driver = threading.Thread(target=drive)
+    raylet = worker.all_processes["raylet"][0].process.pid   # a task's worker process is its node raylet's child
+    try:
+        driver.start()
+        deadline = time.monotonic() + 240
+        while driver.is_alive() and time.monotonic() < deadline and not _runs_under(raylet):
+            time.sleep(0.2)
+        assert driver.is_alive() and time.monotonic() < deadline, f"no run started on the worker node: {result}"
+        while len(list(paths.checkpoints_dir("smoke").glob("*.pt"))) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)                                 # mid-run: both runs have an epoch's checkpoint on disk
+        lost = _runs_under(raylet)
+        cluster.remove_node(worker)                         # the node is lost with its run on it
+        driver.join(timeout=300)
+        assert not driver.is_alive(), "reproduce did not finish after the node was lost"
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+    assert lost, "the worker node's run finished before the node was removed"
+    assert len(result["nodes"]) == 2 and "Ray cluster" in result["where"]
+    runs = [o for o in result["outcomes"] if o.seed is not None]
+    assert sorted(o.status for o in runs) == ["trained"] * 3, result["outcomes"]   # the lost one too, retried
+    for row in rows:                                        # every run landed whole, nothing half-written
+        run = find_run(row.config("smoke", 0))
+        assert run is not None and [h["epoch"] for h in run.history] == [1, 2, 3, 4, 5, 6]
+    assert not [p for p in paths.results_home().rglob("*") if p.name.endswith(".tmp")]
+    assert not list(paths.checkpoints_dir("smoke").glob("*.pt"))   # spent resume states deleted
+
+
+def _runs_under(raylet: int) -> list[str]:
+    """The runs (Ray task names) executing in worker processes of the node whose raylet is `raylet`."""
+    import psutil
+
+    found = []
+    for process in psutil.process_iter(["cmdline", "ppid"]):
+        title = " ".join(process.info["cmdline"] or [])
+        if title.startswith("ray::tiny_") and process.info["ppid"] == raylet:
+            found.append(title.removeprefix("ray::").strip())
+    return found
+
+
+def test_a_node_that_does_not_see_the_homes_is_named_with_the_path(tmp_path):
+    token = "t0k3n"
+    (tmp_path / "shared" / ".cakd-nodes").mkdir(parents=True)
+    (tmp_path / "shared" / ".cakd-nodes" / token).write_text(token)
+    assert reproduce.missing_homes([str(tmp_path / "shared")], token) == []
+    assert reproduce.missing_homes([str(tmp_path / "shared"), str(tmp_path / "elsewhere")], token) == [
+        str(tmp_path / "elsewhere")]
+
+
+# ----------------------------------------------------------------------------- command line
 
 @pytest.mark.parametrize("args, message", [
     (["--workers", "0"], "workers=0 must be an integer >= 1"),
@@ -114,14 +203,11 @@ def test_two_ray_workers_land_every_run_a_failure_is_reported_and_a_rerun_skips_
 ])
 def test_bad_engine_flags_are_one_line_and_exit_2_before_any_work(args, message, capsys, monkeypatch,
                                                                   isolated_homes, tmp_path):
-    monkeypatch.setattr(reproduce.kernel, "ensure", lambda: pytest.fail("work started before validation"))
+    monkeypatch.setattr(reproduce, "ray_session", lambda *a, **k: pytest.fail("work started before validation"))
     monkeypatch.setattr(paths, "BOOK_RUNS", tmp_path / "runs")
-    monkeypatch.setenv("RAY_TMPDIR", str(tmp_path))
-    monkeypatch.delenv("RAY_ADDRESS", raising=False)
     assert main(["reproduce", "--profile", "smoke", *args]) == 2
     out, err = capsys.readouterr()
     assert out == "" and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
-    assert err.startswith("cakd reproduce: error: ")
-    assert message in err, err
+    assert err.startswith("cakd reproduce: error: ") and message in err, err
     assert not (tmp_path / "runs").exists()
     assert json.dumps(sorted(str(p) for p in isolated_homes["results"].rglob("*"))) == "[]"

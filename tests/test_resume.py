@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from cakd import files, paths, train
+from cakd import checkpoints, files, paths, train
 from cakd.runs import checkpoint_path, load_or_train
 from support import R18, SESSION_TEACHERS, smoke_config
 
@@ -36,7 +36,7 @@ def test_resumed_run_equals_uninterrupted_run_bitwise(smoke_teachers, monkeypatc
     monkeypatch.setattr(train, "evaluate", dies_in_epoch_three)
     with pytest.raises(KeyboardInterrupt):
         load_or_train(config, force=True)      # starts afresh (teachers and cache are reused)
-    state = files.torch_load(checkpoint_path(config))
+    state = checkpoints.load(checkpoint_path(config))
     assert len(state["history"]) == 2           # two complete epochs survived
     monkeypatch.setattr(train, "evaluate", real_evaluate)
     resumed = load_or_train(config)
@@ -62,16 +62,16 @@ def test_force_retrains():
 
 def test_interrupted_atomic_write_keeps_the_old_file(tmp_path, monkeypatch):
     target = tmp_path / "atomic" / "ckpt.pt"
-    files.torch_save({"epoch": 1}, target)
+    checkpoints.save({"epoch": 1}, target)
 
     def crash(src, dst):
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "replace", crash)
     with pytest.raises(OSError):
-        files.torch_save({"epoch": 2}, target)
+        checkpoints.save({"epoch": 2}, target)
     monkeypatch.undo()
-    assert files.torch_load(target) == {"epoch": 1}
+    assert checkpoints.load(target) == {"epoch": 1}
     assert [p.name for p in target.parent.iterdir()] == ["ckpt.pt"]  # no temporary file left behind
 
 
@@ -84,10 +84,10 @@ def test_atomic_writes_get_the_permissions_of_a_plain_write(tmp_path):
 
 def test_truncated_checkpoint_is_reported_not_used(tmp_path):
     target = tmp_path / "ckpt.pt"
-    files.torch_save({"w": torch.ones(1000)}, target)
+    checkpoints.save({"w": torch.ones(1000)}, target)
     target.write_bytes(target.read_bytes()[:500])
     with pytest.raises(ValueError, match="unreadable"):
-        files.torch_load(target)
+        checkpoints.load(target)
 
 
 def test_checkpoint_with_pickled_code_is_refused(tmp_path):
@@ -98,7 +98,7 @@ def test_checkpoint_with_pickled_code_is_refused(tmp_path):
     target = tmp_path / "evil.pt"
     torch.save({"x": Evil()}, target)
     with pytest.raises(ValueError, match="unreadable"):
-        files.torch_load(target)
+        checkpoints.load(target)
 
 
 def test_corrupt_metrics_json_is_reported(tmp_path):
@@ -123,7 +123,7 @@ import contextlib, json, os, sys
 import torch
 torch.set_num_threads(1)
 torch.manual_seed(0)
-from cakd import files
+from cakd import checkpoints, files
 sys.path.insert(0, sys.argv[3])
 from support import smoke_config
 from cakd.runs import load_or_train

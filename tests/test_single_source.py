@@ -3,15 +3,17 @@ the notebooks' parameters are generated from the config (cakd.config, cakd.losse
 from __future__ import annotations
 
 import dataclasses
+import shutil
 
 import nbformat
 import pytest
 import torch
 
+from cakd import config as cfg
 from cakd import losses, notebook, paths, runs
-from cakd.config import RunConfig, profile_config
+from cakd.config import Method, RunConfig, profile_config
 from cakd.losses import kl_per_sample, register_loss
-from cakd.notebook import NOTEBOOK_METHODS, NotebookStop, parameter_names, parameters_source
+from cakd.notebook import NOTEBOOKS, RUN_NOTEBOOKS, NotebookStop, parameter_names, parameters_source
 from cakd.runs import RequirementError, load_or_train
 from support import D, R18, SESSION_TEACHERS, smoke_config
 
@@ -43,16 +45,18 @@ def _my_kd(student_logits, teacher_logits, labels, *, temperature):
 
 @pytest.fixture
 def my_kd(monkeypatch):
-    """Registers method 'my_kd' for the test only (monkeypatch removes it afterwards)."""
+    """Adds method 'my_kd' for the test only (monkeypatch removes it afterwards): its entry in cakd.config, its
+    loss, a run notebook."""
+    monkeypatch.setitem(cfg.METHODS, "my_kd", Method("My KD", "one", ("temperature",)))
     monkeypatch.setitem(losses.LOSSES, "my_kd", None)     # undo deletes the key: it was absent before
-    register_loss("my_kd", title="My KD", teachers="one", reads=("temperature",))(_my_kd)
-    monkeypatch.setitem(NOTEBOOK_METHODS, "my_kd_notebook", "my_kd")
+    register_loss("my_kd")(_my_kd)
+    monkeypatch.setitem(RUN_NOTEBOOKS, "my_kd_notebook", ("my_kd", "-p temperature 2"))
     return "my_kd"
 
 
 def test_a_registered_loss_is_a_valid_method(my_kd):
     config = RunConfig(method=my_kd, teachers=(D,))
-    assert config.loss.fn is _my_kd and config.loss_options() == {"temperature": 4.0}
+    assert losses.LOSSES[config.method] is _my_kd and config.loss_options() == {"temperature": 4.0}
     with pytest.raises(ValueError, match="exactly one teacher"):
         RunConfig(method=my_kd, teachers=(D, R18))
 
@@ -76,11 +80,34 @@ def test_a_registered_loss_trains_end_to_end(my_kd, smoke_teachers):
 
 # ----------------------------------------------------------------------------- notebooks
 
-@pytest.mark.parametrize("name", sorted(NOTEBOOK_METHODS))
+@pytest.mark.parametrize("name", NOTEBOOKS)
 def test_notebook_parameters_cell_is_generated_from_the_config(name):
     nb = nbformat.read(paths.NOTEBOOKS / f"{name}.ipynb", as_version=4)
     cells = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
     assert len(cells) == 1 and cells[0].source == parameters_source(name), "rerun: python -m cakd notebooks"
+
+
+@pytest.mark.parametrize("name", sorted(RUN_NOTEBOOKS))
+def test_every_run_notebook_is_the_shared_cells_in_step(name):
+    # every cell of every run notebook, the title and introduction included, as cakd.notebook writes it
+    committed = nbformat.read(paths.NOTEBOOKS / f"{name}.ipynb", as_version=4)
+    generated = notebook.run_notebook(name)
+    assert [(c.cell_type, c.source, c.metadata) for c in committed.cells] == \
+        [(c.cell_type, c.source, c.metadata) for c in generated.cells], "rerun: python -m cakd notebooks"
+
+
+def test_a_changed_template_cell_reaches_every_run_notebook(tmp_path, monkeypatch):
+    template = nbformat.read(paths.NOTEBOOKS / "run_template.ipynb", as_version=4)
+    template.cells[-1].source += "  # changed"
+    for path in paths.NOTEBOOKS.glob("*.ipynb"):
+        shutil.copy(path, tmp_path)
+    nbformat.write(template, tmp_path / "run_template.ipynb")
+    monkeypatch.setattr(paths, "NOTEBOOKS", tmp_path)
+    assert sorted(notebook.write_notebooks()) == sorted(RUN_NOTEBOOKS)
+    for name in RUN_NOTEBOOKS:
+        nb = nbformat.read(tmp_path / f"{name}.ipynb", as_version=4)
+        assert nb.cells[-1].source.endswith("  # changed") and nb.cells[:2] == notebook.run_notebook(name).cells[:2]
+    assert notebook.write_notebooks() == []                  # written: in step
 
 
 def _namespace(name: str, **injected) -> dict:

@@ -5,7 +5,7 @@ import urllib.error
 import pytest
 import torch
 
-from cakd import files, teachers
+from cakd import checkpoints, files, teachers
 from cakd.config import profile_config
 from cakd.data import Split, Splits
 from cakd.models import PRETRAINED_DIR_ENV, PretrainedUnavailableError, create_teacher
@@ -22,9 +22,9 @@ def test_trained_teacher_is_saved_with_its_hash_and_accuracies(smoke_teachers):
     training = _training()
     teacher = load_or_train_teacher(training)
     folder = teacher_folder(training)
-    state = files.torch_load(folder / "model.pt")
+    state = checkpoints.load(folder / "model.pt")
     info = files.read_json(folder / "teacher.json")
-    assert info["weights"] == files.state_digest(state) == teacher.weights_digest
+    assert info["weights"] == checkpoints.weights_digest(state) == teacher.weights_digest
     assert 0 <= info["test_acc"] <= 100 and 0 <= info["best_val_acc"] <= 100
     assert len(info["history"]) == training.epochs == 1
     assert not (folder / "resume.pt").exists()                   # finished: the resume state is spent
@@ -35,17 +35,17 @@ def test_trained_teacher_is_loaded_not_retrained(smoke_teachers, monkeypatch):
     first = load_or_train_teacher(training)
     monkeypatch.setattr(teachers, "fit", lambda *a, **k: pytest.fail("a finished teacher was retrained"))
     again = load_or_train_teacher(training)
-    assert files.state_digest(again.model.state_dict()) == files.state_digest(first.model.state_dict())
+    assert checkpoints.weights_digest(again.model.state_dict()) == checkpoints.weights_digest(first.model.state_dict())
 
 
 def test_tampered_teacher_checkpoint_is_detected_and_retrained(smoke_teachers):
     training = _training()
     first = load_or_train_teacher(training)
     path = teacher_folder(training) / "model.pt"
-    state = files.torch_load(path)
+    state = checkpoints.load(path)
     name = next(iter(state))
     state[name] = state[name] + 1
-    files.torch_save(state, path)
+    checkpoints.save(state, path)
     with pytest.warns(UserWarning, match="does not match its recorded hash"):
         again = load_or_train_teacher(training)
     assert again.weights_digest == first.weights_digest         # same seed: the same teacher again
@@ -76,7 +76,7 @@ def test_public_teacher_is_the_saved_checkpoint_frozen(tmp_path, monkeypatch):
     monkeypatch.setenv(PRETRAINED_DIR_ENV, str(tmp_path))
     config = smoke_config(method="kd", teachers=[R18], model_scale="full", teacher_weights="public")
     teacher = load_teacher(config, R18)
-    assert teacher.weights_digest == files.state_digest(saved) and teacher.info == {"weights": "public"}
+    assert teacher.weights_digest == checkpoints.weights_digest(saved) and teacher.info == {"weights": "public"}
 
 
 def test_public_teachers_refuse_a_dataset_with_other_classes():

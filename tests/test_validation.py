@@ -23,7 +23,7 @@ import pytest
 import torch
 import yaml
 
-from cakd import kernel, paths, runs, teachers
+from cakd import paths, registry, runs, teachers
 from cakd.config import RunConfig, profile_config
 from cakd.data import DataUnavailableError
 from cakd.notebook import teachers_config
@@ -57,7 +57,7 @@ def papermill_cli_parameters(*args: str) -> dict:
 
 
 def execute(notebook: Path, output: Path, parameters: dict, cwd: Path) -> None:
-    papermill.execute_notebook(str(notebook), str(output), parameters=parameters, kernel_name=kernel.KERNEL,
+    papermill.execute_notebook(str(notebook), str(output), parameters=parameters,
                                progress_bar=False, cwd=str(cwd))
 
 
@@ -112,7 +112,7 @@ def test_bad_notebook_parameter_stops_the_config_cell_before_any_work(notebook, 
 @pytest.mark.notebook
 def test_papermill_kernels_see_the_test_homes(isolated_homes, tmp_path):
     # the notebook kernel inherits os.environ, so the checks above look at the homes the notebooks would use
-    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": kernel.KERNEL, "display_name": "Python 3",
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
                                                            "language": "python"}})
     names = [paths.RESULTS_ENV, paths.CACHE_ENV, paths.DATA_ENV]
     nb.cells.append(nbformat.v4.new_code_cell(
@@ -328,6 +328,10 @@ REPRODUCE_BAD = [   # (id, reproduce keyword arguments, the field the message na
     ("seeds-float", dict(seeds=2.0), "seeds"),
     ("force-string", dict(force="yes"), "force"),
     ("build-string", dict(build="no"), "build"),
+    ("workers-zero", dict(workers=0), "workers"),
+    ("runs-per-gpu-float", dict(runs_per_gpu=0.5), "runs_per_gpu"),
+    ("address-garbage", dict(address="not an address"), "address"),
+    ("address-and-workers", dict(address="auto", workers=2), "workers"),
 ]
 
 
@@ -335,7 +339,7 @@ REPRODUCE_BAD = [   # (id, reproduce keyword arguments, the field the message na
 def test_reproduce_checks_every_argument_before_any_work(kwargs, field, isolated_homes, monkeypatch):
     from cakd import reproduce
 
-    monkeypatch.setattr(reproduce.kernel, "ensure", lambda: pytest.fail("work started before validation"))
+    monkeypatch.setattr(reproduce, "ray_session", lambda *a, **k: pytest.fail("work started before validation"))
     logged = []
     with pytest.raises(ValueError) as error:
         reproduce.reproduce(**kwargs, log=logged.append)
@@ -403,7 +407,7 @@ def test_book_pages_stay_in_book_runs(name):
 
     pages_before = sorted(paths.BOOK_RUNS.glob("*")) if paths.BOOK_RUNS.exists() else None
     with pytest.raises(ValueError, match=rf"row={re.escape(repr(name + '.ipynb'))} escapes"):
-        reproduce.write_placeholder(name, "Title", "smoke", "")
+        reproduce._page(name)
     assert (sorted(paths.BOOK_RUNS.glob("*")) if paths.BOOK_RUNS.exists() else None) == pages_before
 
 
@@ -411,7 +415,7 @@ def test_valid_names_keep_their_folders(isolated_homes):
     # `inside` changes no path for the names cakd makes: the registry and the caches are found where they were
     config = kd_config()
     tc = TeacherTraining.of(config, R50)
-    assert runs.run_folder(config) == isolated_homes["results"].resolve() / "smoke" / "runs" / config.run_id
+    assert registry.run_folder(config) == isolated_homes["results"].resolve() / "smoke" / "runs" / config.run_id
     assert runs.checkpoint_path(config) == isolated_homes["cache"].resolve() / "smoke" / "checkpoints" / \
         f"{config.run_id}.pt"
     assert teachers.teacher_folder(tc) == isolated_homes["cache"].resolve() / "smoke" / "teachers" / tc.run_id

@@ -1,0 +1,24 @@
+"""The precision policy of a run: the weights' dtype and the CUDA autocast around the forward passes."""
+from __future__ import annotations
+
+from contextlib import AbstractContextManager, nullcontext
+
+import torch
+
+
+def compute_dtype(precision: str) -> torch.dtype:
+    """The weights' dtype: float64 for precision fp64, else float32 (mixed precision is autocast's job)."""
+    return torch.float64 if precision == "fp64" else torch.float32
+
+
+def autocast_for(device: torch.device, precision: str) -> AbstractContextManager:
+    """bf16 or fp16 autocast on CUDA (fp16 as the authors' precision=16); nothing elsewhere: a CPU runs
+    bf16/fp16 runs in fp32."""
+    if device.type == "cuda" and precision in ("bf16", "fp16"):
+        return torch.autocast("cuda", dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+    return nullcontext()
+
+
+def autocast_name(device: torch.device, precision: str) -> str:
+    """What `autocast_for` does, in words: part of a teacher-logit cache's fingerprint (fp16 and bf16 logits differ)."""
+    return precision if device.type == "cuda" and precision in ("bf16", "fp16") else "none"
