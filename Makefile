@@ -19,12 +19,14 @@ install: $(VENV)/.installed
 reproduce: install
 	$(PY) -m cakd reproduce --profile $(PROFILE)
 
+# -n auto: one pytest-xdist worker per core, each test process on one thread (CAKD_THREADS=1); the Ray tests
+# share one worker (xdist_group "ray"), so two local Ray instances never compete for the same cores
 test: install
 	$(VENV)/bin/lint-imports
-	$(PY) -m pytest
+	CAKD_THREADS=1 $(PY) -m pytest -n auto --dist loadgroup
 
 test-fast: install
-	$(PY) -m pytest -m "not slow and not notebook"
+	CAKD_THREADS=1 $(PY) -m pytest -n auto -m "not slow and not notebook and not gpu"
 
 bench: install
 	$(PY) -m cakd bench --profile $(PROFILE)

@@ -1,7 +1,6 @@
 """Command line: `python -m cakd COMMAND ...` (also installed as `cakd`). One function per command.
 
-To add a command: a `_<name>(args)` function returning an exit code, and its parser in `build_parser`.
-"""
+To add a command: a `_<name>(args)` function returning an exit code, and its parser in `build_parser`."""
 from __future__ import annotations
 
 import argparse
@@ -55,8 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="the JSON file (default results/<profile>/bench.json)")
     p.add_argument("--compile", action="store_true", help="torch.compile the student in the optimized pipelines")
     for f in dataclasses.fields(BenchSettings):
-        p.add_argument(f"--{f.name.replace('_', '-')}", type=int, metavar="N", dest=f.name,
-                       help=f.metadata["doc"])
+        p.add_argument(f"--{f.name.replace('_', '-')}", type=int, metavar="N", dest=f.name, help=f.metadata["doc"])
     p.set_defaults(run=_bench)
 
     p = commands.add_parser("config", help="print the resolved recipe of a manifest row under a profile",

@@ -1,10 +1,9 @@
 """What the code behind the report's Table 1 does where the report's text says otherwise or nothing.
 
-The code is the notebook `Final_Project_Knowledge_Distillation_Final_Version.ipynb` of the authors' public
-repository `Jeen-Freecs/kd_thesis`, added with the report in commit 9e61324; cell numbers below count its cells
-from 0. The `paper` profile takes these facts' settings (cakd.config.PROFILES); the book's reproduction notes,
-Table 1's notes and `python -m cakd config` all print them from here, so they cannot disagree.
-"""
+The code is the notebook `Final_Project_Knowledge_Distillation_Final_Version.ipynb` of the authors' public repository
+`Jeen-Freecs/kd_thesis`, added with the report in commit 9e61324; cell numbers below count its cells from 0. The `paper`
+profile takes these facts' settings (cakd.config.PROFILES); the book's reproduction notes, Table 1's notes and `python
+-m cakd config` all print them from here, so they cannot disagree."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -112,10 +111,7 @@ RERUN_HOURS = ("70-90 hours for their 12 experiments, 2-10 h a run, on a single 
 
 def settings() -> dict[str, Any]:
     """Every option value the `paper` profile takes from the authors' code."""
-    out: dict[str, Any] = {}
-    for fact in FACTS:
-        out.update(fact.settings)
-    return out
+    return {name: value for fact in FACTS for name, value in fact.settings.items()}
 
 
 def facts_for(method: str) -> list[CodeFact]:

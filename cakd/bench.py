@@ -1,21 +1,22 @@
 """Benchmark: what users compare with, per profile, timed in one process on the same models and shapes.
 
-Ours: uint8 data on the device, batched resize/crop/flip, cached teacher logits, the profile's precision,
-channels_last and, where the precision allows, the training step as one CUDA graph (`train.train_epoch`). Against it: the plain student step (what KD costs), the
-same KD step run eagerly (what the graph saves), and, by profile, the authors' pipeline (teachers on the clean
-image: a DataLoader of PIL images with their transforms, fp16 + GradScaler, every teacher online on its own
-transform every step, `.item()` every step) or online teachers on the student's view (consistent profile).
-Repeats are interleaved, so background load hits every pipeline alike; images/s is the median. The whole-Table-1
-cost model built on these numbers is `cakd.costs`.
-"""
+Ours: uint8 data on the device, batched resize/crop/flip, cached teacher logits, the profile's precision, channels_last
+and, where the precision allows, the training step as one CUDA graph (`train.train_epoch`). Against it: the plain
+student step (what KD costs), the same KD step run eagerly (what the graph saves), and, by profile, the authors'
+pipeline (teachers on the clean image: a DataLoader of PIL images with their transforms, fp16 + GradScaler, every
+teacher online on its own transform every step, `.item()` every step) or online teachers on the student's view
+(consistent profile). Repeats are interleaved, so background load hits every pipeline alike; images/s is the median. The
+whole-Table-1 cost model built on these numbers is `cakd.costs`."""
 from __future__ import annotations
 
 import dataclasses
 import gc
+import logging
 import os
 import platform
 import resource
 import statistics
+import subprocess
 import sys
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -53,6 +54,12 @@ KD_TEACHERS = (R50, D, V)      # the Method 1-3 rows' teachers
 TIMER_WARMUP = 2              # untimed steps torch.utils.benchmark's Timer.timeit runs before its timed ones
 KD_METHOD = "adaptive_alpha"   # Method 3; the other multi-teacher losses cost the same few [K,B,C] ops
 NUM_CLASSES = 100
+MEMORY_METHOD = {   # how a pipeline's peak memory is measured, by device type (the record says it)
+    "cuda": "what each pipeline adds to the GPU memory while it is built and warmed up: "
+            "torch.cuda.max_memory_allocated minus the memory allocated before (model, optimizer, caches, teachers, "
+            "graph pool and peak activations; no CUDA context or allocator cache)",
+    "cpu": "growth of the process's peak RSS (getrusage ru_maxrss, which cannot be reset) while each pipeline is "
+           "built and warmed up: 0 when it stays below an earlier peak; DataLoader workers not included"}
 
 
 def _doc(text: str) -> Any:
@@ -93,10 +100,10 @@ class Pipeline:
 def run_benchmark(device: str = "cpu", profile: str = "smoke", repeats: int | None = None, out: Path | None = None,
                   *, compile: bool = False, write: bool = True, config: dict[str, Any] | None = None,
                   command: str | None = None, **overrides: int) -> dict[str, Any]:
-    """Time the profile's pipelines, the teachers' forward pass and the student's evaluation; print a summary and
-    write the record as JSON to `out` (default results/<profile>/bench.json). `config` overrides RunConfig
-    options (e.g. model_scale='tiny'); `overrides` replace BenchSettings fields. The record names the commit
-    and `command`, the command line that asked for it."""
+    """Time the profile's pipelines, the teachers' forward pass and the student's evaluation; print a summary and write
+    the record, which names the commit and `command` (the command line that asked for it), as JSON to `out` (default
+    results/<profile>/bench.json). `config` overrides RunConfig options (e.g. model_scale='tiny'); `overrides` replace
+    BenchSettings fields."""
     if out is not None and (Path(out).suffix != ".json" or Path(out).is_dir()):   # checked now, not after timing
         raise ValueError(f"out={str(out)!r} must be a .json file path such as results/bench.json")
     configure_threads()
@@ -164,8 +171,7 @@ def run_benchmark(device: str = "cpu", profile: str = "smoke", repeats: int | No
     return result
 
 
-def bench_settings(profile: str, device: torch.device, repeats: int | None = None,
-                   **overrides: int) -> BenchSettings:
+def bench_settings(profile: str, device: torch.device, repeats: int | None = None, **overrides: int) -> BenchSettings:
     """The defaults of (profile, device type), with `repeats` and `overrides` applied and checked."""
     profile_config(profile)   # the profile check (and its message) of every other entry point
     if (profile, device.type) not in DEFAULTS:
@@ -223,12 +229,9 @@ class AuthorsCIFAR(torch.utils.data.Dataset):
 
 
 def _authors(cfg: RunConfig, train: Split, step_loss: Callable, s: BenchSettings, dev: torch.device) -> Pipeline:
-    """The authors' step: host transforms in DataLoader workers, fp16 autocast + GradScaler (fp32 on a CPU),
-    AdamW's default (foreach), every teacher every step, `.item()` every step.
-
-    Its workers keep loading while the other pipelines are timed; the batches they prefetched meanwhile are
-    dropped before each timed repeat, so its timed steps wait for their data as an epoch's steps do.
-    """
+    """The authors' step: host transforms in DataLoader workers, fp16 autocast + GradScaler (fp32 on a CPU), AdamW's
+    default (foreach), every teacher and `.item()` every step. Batches its workers prefetch while the other pipelines
+    are timed are dropped before each timed repeat, so its timed steps wait for their data as an epoch's do."""
     v = cfg.views
     student_tf = InputPipeline(v.resize or None, v.crop, "bicubic", STUDENT_PIPELINE.mean,
                                STUDENT_PIPELINE.std).transform(train=True, pad=v.pad)
@@ -308,14 +311,11 @@ def _time_eval(cfg: RunConfig, fit_cfg: FitConfig, train: Split, s: BenchSetting
 def _time(run: Callable[[int], Any], steps: int) -> float:
     """Seconds per step over `steps` run(1) calls, by torch.utils.benchmark's Timer (which first runs
     TIMER_WARMUP untimed steps and synchronizes CUDA around the timed ones), at this process's thread count."""
-    import logging
-
     # torch.utils.benchmark imports cpp_extension, which logs that a CPU build has no CUDA runtime: nothing to us
     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     from torch.utils import benchmark
 
-    timer = benchmark.Timer("run(1)", globals={"run": run}, num_threads=torch.get_num_threads())
-    return timer.timeit(steps).median
+    return benchmark.Timer("run(1)", globals={"run": run}, num_threads=torch.get_num_threads()).timeit(steps).median
 
 
 def _measure(run: Callable[[int], Any], s: BenchSettings, device: torch.device, images_per_step: int) -> dict:
@@ -339,15 +339,6 @@ def _peak_memory_mb(device: torch.device) -> float:
     return maxrss / 2**20 if sys.platform == "darwin" else maxrss / 1024
 
 
-def _memory_method(device: torch.device) -> str:
-    if device.type == "cuda":
-        return ("what each pipeline adds to the GPU memory while it is built and warmed up: "
-                "torch.cuda.max_memory_allocated minus the memory allocated before (model, optimizer, caches, "
-                "teachers, graph pool and peak activations; no CUDA context or allocator cache)")
-    return ("growth of the process's peak RSS (getrusage ru_maxrss, which cannot be reset) while each pipeline "
-            "is built and warmed up: 0 when it stays below an earlier peak; DataLoader workers not included")
-
-
 def _free(device: torch.device) -> None:
     gc.collect()
     if device.type == "cuda":
@@ -365,19 +356,17 @@ def _machine(device: torch.device) -> dict[str, Any]:
 
 def _commit() -> str | None:
     """The repository's commit, '+changes' when the tree differs from it; None outside a git checkout."""
-    import subprocess
-
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], cwd=paths.ROOT, capture_output=True, text=True, check=True).stdout
     try:
-        return git("rev-parse", "--short", "HEAD").strip() + ("+changes" if git("status", "--porcelain").strip() else "")
+        changes = "+changes" if git("status", "--porcelain").strip() else ""
+        return git("rev-parse", "--short", "HEAD").strip() + changes
     except (OSError, subprocess.CalledProcessError):
         return None
 
 
 def _record(device: torch.device, cfg: RunConfig, s: BenchSettings, compile: bool, command: str | None,
-            timings: dict[str, dict],
-            eval_timing: dict, teacher_timings: dict[str, dict]) -> dict[str, Any]:
+            timings: dict[str, dict], eval_timing: dict, teacher_timings: dict[str, dict]) -> dict[str, Any]:
     rate = {name: t["images_per_s"] for name, t in timings.items()}
     ratios = {name: rate[a] / rate[b] for name, (a, b) in RATIOS.items() if a in rate and b in rate}
     return {"schema": 2, "profile": cfg.profile, "device": device.type, "commit": _commit(),
@@ -387,7 +376,7 @@ def _record(device: torch.device, cfg: RunConfig, s: BenchSettings, compile: boo
                                                  "kd_teachers": list(KD_TEACHERS)},
             "config": {"student": cfg.student, "model_scale": cfg.model_scale, "views": cfg.views.describe(),
                        "teacher_input": cfg.teacher_input, "precision": cfg.precision},
-            "memory_method": _memory_method(device), "pipelines": timings, "ratios": ratios,
+            "memory_method": MEMORY_METHOD[device.type], "pipelines": timings, "ratios": ratios,
             "targets": {name: {"target": target, "value": ratios[name], "met": ratios[name] >= target}
                         for name, target in TARGETS[cfg.profile].items() if name in ratios},
             "student_eval": eval_timing, "teacher_forward": teacher_timings}

@@ -1,10 +1,9 @@
 """Every option of a run, defined once: type, default, doc, origin, who reads it; the methods; the profiles.
 
-`RunConfig` is the single source: its Literal types and per-field metadata give the validation, the book's
-options table, the CLI's and the notebooks' parameter docs, and the run hash. The methods (`METHODS`: each
-one's title, teachers and the options its loss reads), students and teachers are named here; cakd.losses and
-cakd.models implement exactly these names. Nothing here imports torch: the book and the run registry read it.
-"""
+`RunConfig` is the single source: its Literal types and per-field metadata give the validation, the book's options
+table, the CLI's and the notebooks' parameter docs, and the run hash. The methods (`METHODS`: each one's title, teachers
+and the options its loss reads), students and teachers are named here; cakd.losses and cakd.models implement exactly
+these names. Nothing here imports torch: the book and the run registry read it."""
 from __future__ import annotations
 
 import dataclasses
@@ -40,7 +39,7 @@ Origin = Literal["report", "authors", "ambiguity", "ours"]
 # it (METHODS), runs that train their own teachers, or none (speed only: never hashed).
 Scope = Literal["common", "teaching", "loss", "teacher_training", "speed"]
 # Part of every run hash: bump it when a code change alters results, so old registry entries are not reused.
-RESULTS_VERSION = 4
+RESULTS_VERSION = 5
 IMAGE_SIZE = 32    # CIFAR's images; every dataset is brought to this size
 
 
@@ -88,19 +87,19 @@ class RunConfig:
     # data
     dataset: Dataset = option("synthetic", "CIFAR-100 (torchvision), generated images, or an image folder")
     data_dir: Optional[str] = option(None, "imagefolder root, or the folder holding cifar-100-python/")
-    synthetic_size: int = option(2400, "generated images in all, 5 parts train+val to 1 part test (600 and up: "
-                                 "every class keeps images in each split)", minimum=600)
+    synthetic_size: int = option(2400, "generated images in all, 5 parts train+val to 1 part test (6 per class "
+                                 "and up: every class keeps images in each split)", minimum=12)
+    synthetic_classes: int = option(100, "classes of the generated images (CIFAR-100's 100; fewer learn in fewer "
+                                    "epochs)", minimum=2)
     augment: Augment = option("crop_flip", "student training views: random crop and horizontal flip, or none",
                               origin="authors")
     resize: int = option(256, "student images resized (bicubic) to this side before cropping; 0: not resized",
                          origin="authors", minimum=0)
     pad: int = option(0, "zero padding around the (resized) image before the random crop", minimum=0)
-    crop: int = option(224, "student input size: random crop (train), centre crop (eval)", origin="authors",
-                       minimum=8)
+    crop: int = option(224, "student input size: random crop (train), centre crop (eval)", origin="authors", minimum=8)
     # models
     student: Student = option("mobilenetv2_100", "student network", origin="report")
-    model_scale: Scale = option("full", "full: the real architectures; tiny: smoke stand-ins of the "
-                                       "same families")
+    model_scale: Scale = option("full", "full: the real architectures; tiny: smoke stand-ins of the same families")
     # optimisation
     epochs: int = option(100, "maximum epochs", origin="report", minimum=1)
     patience: int = option(15, "early stopping: epochs without a better validation accuracy; 0: off",
@@ -108,18 +107,16 @@ class RunConfig:
     batch_size: int = option(128, "images per step", origin="authors", minimum=1)
     lr: float = option(1e-2, "AdamW learning rate", origin="report", minimum=0.0)
     weight_decay: float = option(1e-4, "AdamW weight decay", origin="authors", minimum=0.0)
-    schedule: Schedule = option("cosine", "learning rate per epoch: CosineAnnealingLR or constant",
-                                origin="authors")
+    schedule: Schedule = option("cosine", "learning rate per epoch: CosineAnnealingLR or constant", origin="authors")
     cosine_t_max: int = option(0, "CosineAnnealingLR's T_max in epochs; 0: the run's epochs", origin="authors",
                                minimum=0)
     eta_min: float = option(1e-6, "CosineAnnealingLR's final learning rate", origin="authors", minimum=0.0)
     precision: Precision = option("bf16", "CUDA autocast dtype (bf16, or fp16 with a grad scaler as the authors' "
                                   "code) or the weights' dtype (fp32, fp64); a CPU runs bf16/fp16 in fp32")
     # teaching
-    teacher_input: TeacherInput = option("clean", "clean: each teacher sees the un-augmented image through its "
-                                         "own eval pipeline (fixed targets); student_view: the student's own "
-                                         "augmented view (consistent teaching)", origin="authors",
-                                         scope="teaching")
+    teacher_input: TeacherInput = option("clean", "clean: each teacher sees the un-augmented image through its own "
+                                         "eval pipeline (fixed targets); student_view: the student's own augmented "
+                                         "view (consistent teaching)", origin="authors", scope="teaching")
     teacher_mode: TeacherMode = option("cache", "cache: logits computed once and looked up exactly; online: "
                                        "teachers run on every batch", scope="teaching")
     teacher_weights: TeacherWeights = option("public", "public: the published CIFAR-100 checkpoints, frozen; "
@@ -136,7 +133,8 @@ class RunConfig:
     gamma: float = option(2.0, "Method 2: alpha is sigmoid(gamma (conf - theta)); the authors' code: 5",
                           origin="report", scope="loss")
     theta: float = option(0.3, "Method 2: confidence threshold", origin="report", scope="loss")
-    use_ce: bool = option(True, "Method 3: False drops CE, leaving the KL to the chosen teacher", origin="report", scope="loss")
+    use_ce: bool = option(True, "Method 3: False drops CE, leaving the KL to the chosen teacher", origin="report",
+                          scope="loss")
     weighting: Weighting = option("sample", "Methods 1-2 teacher weights: per sample (Eq. 1), from the batch-mean "
                                   "CE, or per sample then batch-averaged (batch_mean, the authors' code)",
                                   origin="ambiguity", scope="loss")
@@ -152,8 +150,7 @@ class RunConfig:
     m2_gate: M2Gate = option("batch", "Method 2: sigmoid of the batch confidence, or the batch mean of "
                              "per-sample sigmoids (the authors' code)", origin="ambiguity", scope="loss")
     m2_ce_weight: float = option(1.0, "Method 2: factor on CE (the authors' class defaults to 0.5; their Table 1 "
-                                 "run passed 1)", origin="ambiguity",
-                                 scope="loss", minimum=0.0)
+                                 "run passed 1)", origin="ambiguity", scope="loss", minimum=0.0)
     m3_alpha: M3Alpha = option("batch", "Method 3 alpha: batch mean (the report) or per sample",
                                origin="ambiguity", scope="loss")
     # speed only: never part of the run hash
@@ -284,10 +281,9 @@ def _options() -> dict[str, Option]:
     hints = typing.get_type_hints(RunConfig)
     out = {}
     for f in dataclasses.fields(RunConfig):
-        hint, optional = hints[f.name], False
-        if typing.get_origin(hint) is typing.Union:          # Optional[X]
-            args = [a for a in typing.get_args(hint) if a is not type(None)]
-            hint, optional = args[0], True
+        hint, optional = hints[f.name], typing.get_origin(hints[f.name]) is typing.Union   # Optional[X]
+        if optional:
+            hint = next(a for a in typing.get_args(hint) if a is not type(None))
         choices = typing.get_args(hint) if typing.get_origin(hint) is Literal else None
         base = str if choices else (tuple if typing.get_origin(hint) is tuple else hint)
         out[f.name] = Option(f.name, base, f.default, f.metadata["doc"], f.metadata["origin"], f.metadata["scope"],
@@ -317,10 +313,8 @@ PROFILES: dict[str, dict[str, Any]] = {
 
 
 def profile_config(profile: str, **overrides: Any) -> RunConfig:
-    """A RunConfig with the profile's settings, then `overrides` (e.g. method='kd', teachers=[...]).
-
-    An override of None means "the profile's default" (how notebooks leave a parameter unset).
-    """
+    """A RunConfig with the profile's settings, then `overrides` (e.g. method='kd', teachers=[...]); an override
+    of None means "the profile's default" (how notebooks leave a parameter unset)."""
     if not isinstance(profile, str) or profile not in PROFILES:   # a YAML list is unhashable: check str first
         raise ValueError(f"profile={profile!r} is not one of {list(PROFILES)}; smoke runs offline in minutes, "
                          "paper is the authors' recipe, consistent our 32x32 variant (both need a GPU)")
@@ -329,20 +323,14 @@ def profile_config(profile: str, **overrides: Any) -> RunConfig:
     return RunConfig(**{**PROFILES[profile], **overrides})
 
 
-def _check_docs() -> None:
-    """papermill reads a parameter's doc from its comment and cannot parse one holding '=' or '#'."""
-    bad = [o.name for o in OPTIONS.values() if "=" in o.doc or "#" in o.doc]
-    if bad:
-        raise ValueError(f"RunConfig option docs of {bad} hold '=' or '#', which papermill cannot parse")
-
-
-_check_docs()
+# papermill reads a parameter's doc from its comment and cannot parse one holding '=' or '#'.
+if _bad_docs := [o.name for o in OPTIONS.values() if "=" in o.doc or "#" in o.doc]:
+    raise ValueError(f"RunConfig option docs of {_bad_docs} hold '=' or '#', which papermill cannot parse")
 
 
 def check_names(given: Any, known: Any, what: str) -> None:
     """Refuse names not in `known`, with the closest match: "unknown parameter 'teacher'; did you mean ...?"."""
-    unknown = [name for name in given if name not in known]
-    if unknown:
+    if unknown := [name for name in given if name not in known]:
         hints = [f"'{n}' (did you mean '{m[0]}'?)" if (m := difflib.get_close_matches(n, known, n=1)) else f"'{n}'"
                  for n in unknown]
         raise ValueError(f"unknown {what}(s) {', '.join(hints)}; known: {', '.join(sorted(known))}")
@@ -367,9 +355,10 @@ def _validate(c: RunConfig) -> None:
             raise bad(o.name, f"allowed values are {list(o.choices)}")
         if o.type is bool and not isinstance(value, bool):
             raise bad(o.name, "must be True or False")
-        if o.type is int and not _is_int(value):
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if o.type is int and not (number and isinstance(value, int)):
             raise bad(o.name, "must be an integer")
-        if o.type is float and not _is_real(value):
+        if o.type is float and not (number and math.isfinite(value)):
             raise bad(o.name, "must be a finite number")
         if o.type is str and o.choices is None and not isinstance(value, str):
             raise bad(o.name, "must be a string")
@@ -382,8 +371,7 @@ def _validate(c: RunConfig) -> None:
     for name in ("lr", "temperature", "teacher_lr"):
         if not getattr(c, name) > 0:
             raise bad(name, "must be > 0")
-    unknown = [t for t in c.teachers if not isinstance(t, str) or t not in TEACHER_LABELS]
-    if unknown:
+    if unknown := [t for t in c.teachers if not isinstance(t, str) or t not in TEACHER_LABELS]:
         raise bad("teachers", f"unknown teacher(s) {unknown}; known teachers are {sorted(TEACHER_LABELS)}")
     if len(set(c.teachers)) != len(c.teachers):
         raise bad("teachers", "each teacher may appear once")
@@ -402,15 +390,10 @@ def _validate(c: RunConfig) -> None:
                                   "teacher_mode='online', or pad/crop views of a 32x32 image (162 views)")
     if c.schedule == "cosine" and c.eta_min >= c.lr:
         raise bad("eta_min", f"must lie below lr={c.lr}")
+    if c.dataset == "synthetic" and c.synthetic_size < 6 * c.synthetic_classes:
+        raise bad("synthetic_size", f"must be at least 6 images per class, {6 * c.synthetic_classes} for "
+                                    f"synthetic_classes={c.synthetic_classes}")
     if c.dataset == "imagefolder" and not c.data_dir:
         raise bad("data_dir", "dataset='imagefolder' needs data_dir=<folder with train/<class>/ and test/<class>/>")
     if c.teacher_weights == "public" and c.model_scale == "tiny" and c.teachers:
         raise bad("teacher_weights", "the tiny stand-ins have no published weights; use teacher_weights='train'")
-
-
-def _is_int(x: Any) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
-
-
-def _is_real(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)

@@ -1,10 +1,9 @@
-"""What a benchmark file says, for the book's Performance page: the measured rates as tables, and the cost of
-the whole of Table 1 estimated from them (every manifest run, the teacher-logit caches, the online alternative).
+"""What a benchmark file says, for the book's Performance page: the measured rates as tables, and the cost of the whole
+of Table 1 estimated from them (every manifest run, the teacher-logit caches, the online alternative).
 
-Measured and estimated numbers are kept apart: the tables of `measured_tables` are timings; `estimate_table1`
-is arithmetic on them, and only for a profile comparable with the report (a smoke benchmark times tiny
-stand-in models, so no hours are derived from it).
-"""
+Measured and estimated numbers are kept apart: the tables of `measured_tables` are timings; `estimate_table1` is
+arithmetic on them, and only for a profile comparable with the report (a smoke benchmark times tiny stand-in models, so
+no hours are derived from it)."""
 from __future__ import annotations
 
 from typing import Any
@@ -17,13 +16,6 @@ from .tables import HtmlTable, render_table
 
 TRAIN_IMAGES = 45_000            # the 45,000 / 5,000 split of CIFAR-100's training set (report section 4.1)
 EVAL_IMAGES = 5_000 + 10_000     # validation and test, evaluated after every epoch
-
-
-def views_per_image(config: Any) -> int:
-    """Teacher logits cached per training image of a run: one when its teachers see the clean image (the
-    authors' recipe: a teacher's targets are fixed per image), every student view when they see the student's
-    own view (consistent teaching: zero-pad 4, random 32x32 crop, flip = 9 x 9 offsets x 2 = 162)."""
-    return config.views.count if config.teacher_input == "student_view" else 1
 
 
 GPU_COUNTS = (1, 2, 4, 8)   # the estimate's machine sizes (python -m cakd reproduce --runs-per-gpu 1 on each)
@@ -40,12 +32,10 @@ def spread(seconds: list[float], gpus: int) -> float:
 
 def estimate_table1(images_per_s: dict[str, float], teacher_images_per_s: dict[str, float],
                     eval_images_per_s: float, profile: str) -> dict[str, Any]:
-    """Seconds to train every manifest run of `profile` and to build the teacher-logit caches it reads.
-
-    Each run trains its config's epochs (the maximum: early stopping can end it sooner) over TRAIN_IMAGES and
-    evaluates EVAL_IMAGES after each epoch. KD runs use the cached-KD rate whatever their number of teachers
-    (a cache lookup costs next to nothing). The teachers are public checkpoints, used frozen.
-    """
+    """Seconds to train every manifest run of `profile` and to build the teacher-logit caches it reads: each run trains
+    its config's epochs (the maximum: early stopping can end it sooner) over TRAIN_IMAGES and evaluates EVAL_IMAGES
+    after each; KD runs use the cached-KD rate whatever their number of teachers (a lookup costs next to nothing); the
+    teachers are public checkpoints, used frozen."""
     profile_note(profile)
     for name in ("plain", "kd_cached"):
         if name not in images_per_s:
@@ -63,14 +53,17 @@ def estimate_table1(images_per_s: dict[str, float], teacher_images_per_s: dict[s
         # online alternative: the plain student step plus each teacher's forward pass, every step
         online[row.id] = epochs * TRAIN_IMAGES * (1 / images_per_s["plain"]
                                                   + sum(1 / teacher_images_per_s[n] for n in names)) + eval_s
-    views = max(views_per_image(row.config(profile)) for row in rows if row.params.get("teachers"))
+    # teacher logits cached per training image: one when the teachers see the clean image (the authors' recipe),
+    # every student view when they see the student's own (consistent teaching: 9 x 9 offsets x 2 flips = 162)
+    views = max(c.views.count if c.teacher_input == "student_view" else 1
+                for c in (row.config(profile) for row in rows if row.params.get("teachers")))
     passes = TRAIN_IMAGES * views + EVAL_IMAGES
     cache = {n: passes / teacher_images_per_s[n] for n in teachers}
     return {"profile": profile, "runs": len(runs), "student_runs_s": runs, "student_total_s": sum(runs.values()),
             "on_gpus_s": {n: sum(cache.values()) / n + spread(list(runs.values()), n) for n in GPU_COUNTS},
-            "views_per_image": views, "cache_build_s": cache,
-            "cache_build_total_s": sum(cache.values()), "cache_teacher_passes": passes * len(cache),
-            "total_s": sum(runs.values()) + sum(cache.values()), "online_total_s": sum(online.values()),
+            "views_per_image": views, "cache_build_s": cache, "cache_build_total_s": sum(cache.values()),
+            "cache_teacher_passes": passes * len(cache), "total_s": sum(runs.values()) + sum(cache.values()),
+            "online_total_s": sum(online.values()),
             "online_teacher_passes": sum(row.config(profile).epochs * TRAIN_IMAGES * len(row.params.get("teachers", []))
                                          for row in rows)}
 
@@ -125,15 +118,13 @@ def estimate_table(record: dict[str, Any]) -> HtmlTable | None:
         {"part": f"{e['runs']} student runs (each its config's maximum epochs x {TRAIN_IMAGES:,} images, "
                  f"evaluation after each epoch)", "hours": e["student_total_s"] / 3600},
         {"part": f"teacher-logit caches: {len(e['cache_build_s'])} teachers x ({TRAIN_IMAGES:,} training images, "
-                 f"{views}, + {EVAL_IMAGES:,} validation and test images)",
-         "hours": e["cache_build_total_s"] / 3600},
+                 f"{views}, + {EVAL_IMAGES:,} validation and test images)", "hours": e["cache_build_total_s"] / 3600},
         {"part": "total, one GPU", "hours": e["total_s"] / 3600},
         *({"part": f"total on {n} GPUs (runs spread by Ray, caches split between them)",
            "hours": e["on_gpus_s"][n] / 3600} for n in GPU_COUNTS if n > 1),
         {"part": "for comparison: every KD run teaching online instead of from the caches",
          "hours": e["online_total_s"] / 3600}])
     return render_table(frame, caption=f"Estimated: the whole of Table 1 and the figure points, profile "
-                                       f"'{profile}' ({basis}).", formats={"hours": "{:,.2f}"},
-                        wide_columns=["part"],
+                                       f"'{profile}' ({basis}).", formats={"hours": "{:,.2f}"}, wide_columns=["part"],
                         notes=[f"Teacher forward passes: {e['cache_teacher_passes']:,} to build the caches, "
                                f"{e['online_teacher_passes']:,} to teach every KD run online."])

@@ -1,10 +1,9 @@
 """Datasets as device-resident uint8 tensors, the authors' split, and batched on-device augmentation.
 
-A student view is: resize (optional, bicubic) -> zero-pad (optional) -> crop -> optional horizontal flip. The
-paper profile's 32 -> 256 -> random 224 crop has 33 x 33 x 2 = 2,178 views per image; the consistent profile's
-pad-4 / crop-32 has exactly 162. Each sampled view carries its id, so teacher logits can be cached per
-(image, view); evaluation uses the centred, un-flipped view (torchvision's CenterCrop).
-"""
+A student view is: resize (optional, bicubic) -> zero-pad (optional) -> crop -> optional horizontal flip. The paper
+profile's 32 -> 256 -> random 224 crop has 33 x 33 x 2 = 2,178 views per image; the consistent profile's pad-4 / crop-32
+has exactly 162. Each sampled view carries its id, so teacher logits can be cached per (image, view); evaluation uses
+the centred, un-flipped view (torchvision's CenterCrop)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -56,7 +55,7 @@ class Splits:
 def load_splits(config: RunConfig) -> Splits:
     """The train / val / test splits of `config.dataset`, on the CPU (move them with `.to(device)`)."""
     if config.dataset == "synthetic":
-        return make_synthetic(config.synthetic_size)
+        return make_synthetic(config.synthetic_size, config.synthetic_classes)
     if config.dataset == "cifar100":
         return load_cifar100(Path(config.data_dir) if config.data_dir else paths.data_home())
     return load_imagefolder(Path(config.data_dir))
@@ -95,17 +94,17 @@ def centre_views(n: int, views: Views) -> Tensor:
     return torch.full((n,), views.centre, dtype=torch.long)
 
 
-def apply_views(images: Tensor, view_ids: Tensor, views: Views, dtype: torch.dtype = torch.float32) -> Tensor:
-    """uint8 [B,3,32,32] -> float [B,3,crop,crop] in [0,1]: resize, pad, crop and flip to the given view ids.
-
-    view id v: flip = v % 2, and v // 2 = dy * offsets + dx is the crop's top-left corner in the padded image.
-    Two gathers (rows, then flipped-or-not columns), batched on the images' device.
-    """
+def apply_views(images: Tensor, view_ids: Tensor | None, views: Views, dtype: torch.dtype = torch.float32) -> Tensor:
+    """uint8 [B,3,32,32] -> float [B,3,crop,crop] in [0,1]: resize, pad, crop and flip to the given view ids (None: the
+    evaluation view, the centre crop). view id v: flip = v % 2, and v // 2 = dy * offsets + dx is the crop's top-left
+    corner in the padded image. Two gathers (rows, then flipped-or-not columns), batched on the images' device."""
     x = images.to(dtype) / 255
     if views.resize and views.resize != x.shape[-1]:
         x = resize(x, views.resize, "bicubic")
     if views.pad:
         x = F.pad(x, (views.pad,) * 4)
+    if view_ids is None:
+        return center_crop(x, views.crop)
     view_ids = view_ids.to(images.device)
     flip, corner = view_ids % 2, view_ids // 2
     dy, dx = corner // views.offsets, corner % views.offsets
@@ -118,22 +117,15 @@ def apply_views(images: Tensor, view_ids: Tensor, views: Views, dtype: torch.dty
 
 def eval_images(images: Tensor, views: Views, dtype: torch.dtype = torch.float32) -> Tensor:
     """The evaluation transform: resize, pad, centre crop (no randomness)."""
-    x = images.to(dtype) / 255
-    if views.resize and views.resize != x.shape[-1]:
-        x = resize(x, views.resize, "bicubic")
-    if views.pad:
-        x = F.pad(x, (views.pad,) * 4)
-    return center_crop(x, views.crop)
+    return apply_views(images, None, views, dtype)
 
 
 # ----------------------------------------------------------------------------- datasets
 
 def make_synthetic(size: int, num_classes: int = 100, seed: int = 1234) -> Splits:
-    """Procedural 32x32 RGB images of `num_classes` classes, learnable by a small CNN in a few CPU epochs.
-
-    Each class is a smooth random colour pattern (a 4x4x3 grid upsampled to 36x36); an image is a random
-    32x32 window of its class pattern, with random brightness and pixel noise. Generated in memory, seeded.
-    """
+    """Procedural 32x32 RGB images of `num_classes` classes, learnable by a small CNN in a few CPU epochs. Each class is
+    a smooth random colour pattern (a 4x4x3 grid upsampled to 36x36); an image is a random 32x32 window of its class
+    pattern, with random brightness and pixel noise. Generated in memory, seeded."""
     if size < 6 * num_classes:
         raise ValueError(f"synthetic_size={size} is too small: every class needs 6 images (one for test, one for "
                          f"validation, the rest to train), so at least {6 * num_classes} for {num_classes} classes")
@@ -158,8 +150,7 @@ def make_synthetic(size: int, num_classes: int = 100, seed: int = 1234) -> Split
 
 
 def load_cifar100(root: Path) -> Splits:
-    """CIFAR-100 through torchvision: the authors' stratified 45k/5k split of the official train set, official
-    10k test set."""
+    """CIFAR-100 via torchvision: the authors' stratified 45k/5k split of the official train set; the 10k test set."""
     train, test = _cifar100(Path(root))
     return _split_train_val(Split(_hwc_to_chw(train.data), torch.tensor(train.targets, dtype=torch.long)),
                             Split(_hwc_to_chw(test.data), torch.tensor(test.targets, dtype=torch.long)), 100)
@@ -178,8 +169,7 @@ def _cifar100(root: Path) -> tuple[Any, Any]:
         raise DataUnavailableError(
             f"{where} ({type(e).__name__}: {e}). "
             f"Either connect to the internet (torchvision downloads it to {root}), or copy an extracted "
-            f"'cifar-100-python/' folder into {root} (set data_dir=... or CAKD_DATA to use another folder)."
-        ) from e
+            f"'cifar-100-python/' folder into {root} (set data_dir=... or CAKD_DATA to use another folder).") from e
 
 
 def load_imagefolder(root: Path) -> Splits:
@@ -210,13 +200,12 @@ def load_imagefolder(root: Path) -> Splits:
 
 
 def _check_imagefolder(root: Path) -> None:
+    need = "an imagefolder dataset needs data_dir/train/<class>/*.png and data_dir/test/<class>/*.png"
     if not root.is_dir():
-        raise ValueError(f"data_dir={str(root)!r} is not a folder; an imagefolder dataset needs "
-                         "data_dir/train/<class>/*.png and data_dir/test/<class>/*.png")
+        raise ValueError(f"data_dir={str(root)!r} is not a folder; {need}")
     for part in ("train", "test"):
         if not (root / part).is_dir():
-            raise ValueError(f"data_dir={str(root)!r} has no '{part}/' folder; an imagefolder dataset needs "
-                             "data_dir/train/<class>/*.png and data_dir/test/<class>/*.png")
+            raise ValueError(f"data_dir={str(root)!r} has no '{part}/' folder; {need}")
 
 
 def _split_train_val(trainval: Split, test: Split, num_classes: int, val_size: int = VAL_SIZE) -> Splits:
@@ -229,11 +218,8 @@ def _split_train_val(trainval: Split, test: Split, num_classes: int, val_size: i
     except ValueError as e:   # a class with a single image cannot be stratified
         raise ValueError(f"the training set cannot be split stratified ({e}); every class needs 2+ images") from e
     train_idx, val_idx = torch.from_numpy(train_idx), torch.from_numpy(val_idx)
-    return _splits(Split(trainval.images[train_idx], trainval.labels[train_idx]),
-                   Split(trainval.images[val_idx], trainval.labels[val_idx]), test, num_classes)
-
-
-def _splits(train: Split, val: Split, test: Split, num_classes: int) -> Splits:
+    train = Split(trainval.images[train_idx], trainval.labels[train_idx])
+    val = Split(trainval.images[val_idx], trainval.labels[val_idx])
     parts = []
     for name, split in (("train", train), ("val", val), ("test", test)):
         if len(split) == 0:

@@ -1,8 +1,7 @@
 """Atomic file writes, JSON, and the one content digest every hash in cakd is made with.
 
-A write goes to a temporary file in the same folder, is fsynced, then renamed over the target: readers see the
-old file or the complete new one, never a partial write, even when the process is killed in the middle.
-"""
+A write goes to a temporary file in the same folder, is fsynced, then renamed over the target: readers see the old file
+or the complete new one, never a partial write, even when the process is killed in the middle."""
 from __future__ import annotations
 
 import hashlib

@@ -1,11 +1,10 @@
-"""The training step as one CUDA graph: augmentation, forward, loss, backward and AdamW captured once, then
-replayed for every batch, so a step costs one launch and no Python (`train.train_epoch` uses it).
+"""The training step as one CUDA graph: augmentation, forward, loss, backward and AdamW captured once, then replayed for
+every batch, so a step costs one launch and no Python (`train.train_epoch` uses it).
 
-The graph reads its batch from static index buffers and adds its per-step sums into static accumulators: the
-per-epoch sums need no host sync. AdamW must be capturable with its learning rate in a device tensor, which
-CosineAnnealingLR fills in place once per epoch (`make_capturable`). The first WARMUP_STEPS steps run eagerly
-(real steps of the epoch, not extra ones), so a graphed run trains on exactly the batches an eager run does.
-"""
+The graph reads its batch from static index buffers and adds its per-step sums into static accumulators: the per-epoch
+sums need no host sync. AdamW must be capturable with its learning rate in a device tensor, which CosineAnnealingLR
+fills in place once per epoch (`make_capturable`). The first WARMUP_STEPS steps run eagerly (real steps of the epoch,
+not extra ones), so a graphed run trains on exactly the batches an eager run does."""
 from __future__ import annotations
 
 import warnings
@@ -23,8 +22,7 @@ StepBody = Callable[[Tensor, Tensor], dict[str, Tensor]]
 
 
 def graph_blocker(device: torch.device, precision: str, compile: bool, teachers: Any = None) -> str | None:
-    """Why the training step cannot be one CUDA graph here, or None when it can (`teachers` say for themselves:
-    `TeacherLogits.graph_blocker`)."""
+    """Why the training step cannot be one CUDA graph here, or None; `teachers` say for themselves (graph_blocker)."""
     if device.type != "cuda":
         return f"the device is {device.type}, not CUDA"
     if precision not in GRAPHED_PRECISIONS:
@@ -53,11 +51,9 @@ def make_capturable(optimizer: torch.optim.Optimizer) -> None:
 
 
 class GraphedStep:
-    """Replays one captured training step; keeps the running sums of the steps since `begin_epoch` on the device.
-
-    Call it with each batch's indices and view ids and the step's `body` (used for the eager warm-up steps
-    and the capture only). Its output is the step's sums, in static tensors that the next step overwrites.
-    """
+    """Replays one captured training step; keeps the running sums of the steps since `begin_epoch` on the device. Call
+    it with each batch's indices and view ids and the step's `body` (used for the eager warm-up steps and the capture
+    only). Its output is the step's sums, in static tensors that the next step overwrites."""
 
     def __init__(self, key: tuple[Any, ...], objects: tuple[Any, ...]):
         self.key, self.objects = key, objects   # objects: kept alive, so that their ids in `key` stay theirs
@@ -113,13 +109,10 @@ class GraphedStep:
 _STEPS: "weakref.WeakKeyDictionary[torch.optim.Optimizer, GraphedStep]" = weakref.WeakKeyDictionary()
 
 
-def graphed_step(optimizer: torch.optim.Optimizer, objects: tuple[Any, ...], settings: tuple[Any, ...]
-                 ) -> GraphedStep:
-    """The graphed step of `optimizer` (captured on first use, kept across epochs); a new one when what it was
-    captured from changed: other `objects` (model, loss, data, teachers) or `settings` (batch size, views...).
-
-    Entries die with their optimizer: a GraphedStep holds no reference to it (the step's body is passed in).
-    """
+def graphed_step(optimizer: torch.optim.Optimizer, objects: tuple[Any, ...], settings: tuple[Any, ...]) -> GraphedStep:
+    """The graphed step of `optimizer` (captured on first use, kept across epochs); a new one when what it was captured
+    from changed: other `objects` (model, loss, data, teachers) or `settings` (batch size, views...). Entries die with
+    their optimizer: a GraphedStep holds no reference to it (the step's body is passed in)."""
     key = tuple(id(o) for o in objects) + tuple(settings)
     step = _STEPS.get(optimizer)
     if step is None or step.key != key:

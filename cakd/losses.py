@@ -1,11 +1,10 @@
 """The report's distillation losses as pure functions of tensors (report section 3).
 
-Shapes: student logits [B,C], teacher logits [K,B,C] (one teacher: [B,C]), labels [B]. Every loss returns
-(loss, diagnostics); diagnostics are detached tensors (no `.item()`: that would sync the GPU every step).
-KL terms are tau^2-scaled and averaged over the batch ("batchmean"), never over classes as well.
-Where the report is ambiguous, or the authors' code differs from its equations, a keyword option chooses; its
-default is the report's equation. The allowed values are cakd.config's Literal types.
-"""
+Shapes: student logits [B,C], teacher logits [K,B,C] (one teacher: [B,C]), labels [B]. Every loss returns (loss,
+diagnostics); diagnostics are detached tensors (no `.item()`: that would sync the GPU every step). KL terms are
+tau^2-scaled and averaged over the batch ("batchmean"), never over classes as well. Where the report is ambiguous, or
+the authors' code differs from its equations, a keyword option chooses; its default is the report's equation. The
+allowed values are cakd.config's Literal types."""
 from __future__ import annotations
 
 import inspect
@@ -23,9 +22,8 @@ LOSSES: dict[str, LossFn] = {}   # method name (cakd.config.METHODS) -> its loss
 
 
 def register_loss(name: str) -> Callable[[LossFn], LossFn]:
-    """Register `fn` as the loss of method `name`, which cakd.config.METHODS defines; its keyword arguments
-    must be exactly the options the method reads (the run hash covers those, so a harmless parameter never
-    retrains)."""
+    """Register `fn` as the loss of method `name`, which cakd.config.METHODS defines; its keyword arguments must be
+    exactly the options the method reads (the run hash covers those, so a harmless parameter never retrains)."""
     def add(fn: LossFn) -> LossFn:
         if name not in METHODS:
             raise TypeError(f"loss {name!r} has no entry in cakd.config.METHODS; add one (title, teachers, reads)")
@@ -47,17 +45,16 @@ def ce_loss(student_logits: Tensor, teacher_logits: Tensor | None, labels: Tenso
 @register_loss("kd")
 def kd_loss(student_logits: Tensor, teacher_logits: Tensor, labels: Tensor, *, alpha: float,
             temperature: float) -> tuple[Tensor, Diagnostics]:
-    """Single-teacher KD (Hinton et al.): L = alpha * tau^2 KL(p_t^tau || p_s^tau) + (1 - alpha) * CE.
-
-    Here alpha weights the KL term, as in the report (torchdistill's KDLoss uses alpha for CE instead).
-    `teacher_logits` is [B,C] (or [1,B,C]).
-    """
+    """Single-teacher KD (Hinton et al.): L = alpha * tau^2 KL(p_t^tau || p_s^tau) + (1 - alpha) * CE. Here alpha
+    weights the KL term, as in the report (torchdistill's KDLoss uses alpha for CE instead). `teacher_logits` is [B,C]
+    (or [1,B,C])."""
     if teacher_logits.dim() == 3:
         if teacher_logits.shape[0] != 1:
             raise ValueError(f"kd_loss takes one teacher, got K={teacher_logits.shape[0]}; "
                              "use ca_wkd_loss, alpha_guided_loss or adaptive_alpha_loss for several")
         teacher_logits = teacher_logits[0]
-    _check_range("alpha", alpha, 0.0, 1.0)
+    if not (isinstance(alpha, (int, float)) and 0 <= alpha <= 1):
+        raise ValueError(f"alpha={alpha!r} must lie in [0.0, 1.0]")
     kd = kl_per_sample(student_logits, teacher_logits[None], temperature)[0].mean()
     ce = F.cross_entropy(student_logits, labels)
     return alpha * kd + (1 - alpha) * ce, {"ce": ce.detach(), "kd": kd.detach()}
@@ -68,11 +65,9 @@ def ca_wkd_loss(student_logits: Tensor, teacher_logits: Tensor, labels: Tensor, 
                 weighting: Weighting = "sample", aggregation: Aggregation = "sum_kl", divide_by_k: bool = False,
                 confidence_temperature: ConfidenceTemperature = "one") -> tuple[Tensor, Diagnostics]:
     """Method 1 (CA-WKD): confidence-weighted teacher KLs plus CE, L = L_KL + CE.
-
-    w_k,i = (1 - softmax_k(CE_.,i)_k) / (K - 1), with CE_k,i teacher k's cross-entropy on sample i, so the
-    weights sum to 1 and the teacher with the lower CE weighs more; L_KL = mean_i sum_k w_k,i KL_k,i (Eq. 3).
-    `weighting='batch_mean'` is the authors' code: sum_k mean_i(w_k,i) * mean_i(KL_k,i).
-    """
+    w_k,i = (1 - softmax_k(CE_.,i)_k) / (K - 1), with CE_k,i teacher k's cross-entropy on sample i, so the weights sum
+    to 1 and the teacher with the lower CE weighs more; L_KL = mean_i sum_k w_k,i KL_k,i (Eq. 3).
+    `weighting='batch_mean'` is the authors' code: sum_k mean_i(w_k,i) * mean_i(KL_k,i)."""
     weights = teacher_weights(teacher_logits, labels, weighting=weighting,
                               temperature=_confidence_temperature(confidence_temperature, temperature))
     kd = weighted_kd(student_logits, teacher_logits, weights, temperature=temperature,
@@ -87,15 +82,12 @@ def alpha_guided_loss(student_logits: Tensor, teacher_logits: Tensor, labels: Te
                       aggregation: Aggregation = "sum_kl", divide_by_k: bool = False,
                       confidence_temperature: ConfidenceTemperature = "one", m2_confidence: M2Confidence = "max_prob",
                       m2_gate: M2Gate = "batch", m2_ce_weight: float = 1.0) -> tuple[Tensor, Diagnostics]:
-    """Method 2: Method 1's L_KL, balanced with CE by the ensemble's confidence.
-
-    Report: conf = mean_i max_c softmax(mean_k t_k,i)_c; alpha = sigmoid(gamma (conf - theta)) (in
-    [0.354, 0.802] for gamma 2, theta 0.3); L = alpha L_KL + (1 - alpha) CE. Options: `m2_confidence`
-    'true_class' (the ensemble's probability of the label) or 'teacher_true_class' (per sample, the teachers'
-    mean probability of the label, the authors' code); `m2_gate='sample_mean'` averages per-sample gates
-    sigmoid(gamma (conf_i - theta)) instead of gating the batch mean (the authors' code); `m2_ce_weight`
-    scales CE (the authors' code: 0.5).
-    """
+    """Method 2: Method 1's L_KL, balanced with CE by the ensemble's confidence. Report:
+    conf = mean_i max_c softmax(mean_k t_k,i)_c; alpha = sigmoid(gamma (conf - theta)) (in [0.354, 0.802] for gamma 2,
+    theta 0.3); L = alpha L_KL + (1 - alpha) CE. Options: `m2_confidence` 'true_class' (the ensemble's probability of
+    the label) or 'teacher_true_class' (per sample, the teachers' mean probability of the label, the authors' code);
+    `m2_gate='sample_mean'` averages per-sample gates sigmoid(gamma (conf_i - theta)) instead of gating the batch mean
+    (the authors' code); `m2_ce_weight` scales CE (the authors' code: 0.5)."""
     _check_choice("m2_confidence", m2_confidence, M2Confidence)
     _check_choice("m2_gate", m2_gate, M2Gate)
     for name, value in (("gamma", gamma), ("theta", theta), ("m2_ce_weight", m2_ce_weight)):
@@ -111,10 +103,8 @@ def alpha_guided_loss(student_logits: Tensor, teacher_logits: Tensor, labels: Te
         ensemble = (teacher_logits.mean(0) / conf_temperature).softmax(-1)                       # [B, C]
         confidence = ensemble.max(-1).values if m2_confidence == "max_prob" else \
             ensemble.gather(1, labels[:, None])[:, 0]                                            # [B]
-    if m2_gate == "batch":
-        alpha = torch.sigmoid(gamma * (confidence.mean() - theta)).detach()
-    else:
-        alpha = torch.sigmoid(gamma * (confidence - theta)).mean().detach()
+    alpha = (torch.sigmoid(gamma * (confidence.mean() - theta)) if m2_gate == "batch"
+             else torch.sigmoid(gamma * (confidence - theta)).mean()).detach()
     ce = F.cross_entropy(student_logits, labels)
     return alpha * kd + (1 - alpha) * (m2_ce_weight * ce), {
         "ce": ce.detach(), "kd": kd.detach(), "alpha": alpha, "teacher_weights": weights.mean(1).detach()}
@@ -125,11 +115,8 @@ def adaptive_alpha_loss(student_logits: Tensor, teacher_logits: Tensor, labels: 
                         use_ce: bool = True, m3_alpha: M3Alpha = "batch",
                         confidence_temperature: ConfidenceTemperature = "one") -> tuple[Tensor, Diagnostics]:
     """Method 3: per sample, distil from the teacher most confident in the label; alpha from that confidence.
-
-    p_k,i = softmax(t_k,i)[y_i]; k*_i = argmax_k p_k,i (ties: lowest k); alpha = mean_i p_k*_i,i (a batch
-    scalar; `m3_alpha='sample'` keeps it per sample); L = alpha KL_k* + (1 - alpha) CE, or KL_k* alone
-    with `use_ce=False`.
-    """
+    p_k,i = softmax(t_k,i)[y_i]; k*_i = argmax_k p_k,i (ties: lowest k); alpha = mean_i p_k*_i,i (a batch scalar;
+    `m3_alpha='sample'` keeps it per sample); L = alpha KL_k* + (1 - alpha) CE, or KL_k* alone with `use_ce=False`."""
     _check_teachers(teacher_logits, labels, "adaptive_alpha_loss")
     _check_choice("m3_alpha", m3_alpha, M3Alpha)
     conf_temperature = _confidence_temperature(confidence_temperature, temperature)
@@ -150,7 +137,8 @@ def adaptive_alpha_loss(student_logits: Tensor, teacher_logits: Tensor, labels: 
 
 def kl_per_sample(student_logits: Tensor, teacher_logits: Tensor, temperature: float) -> Tensor:
     """tau^2 * KL(softmax(t/tau) || softmax(s/tau)) per teacher and sample: [B,C], [K,B,C] -> [K,B]."""
-    _check_positive("temperature", temperature)
+    if not (isinstance(temperature, (int, float)) and 0 < temperature < float("inf")):
+        raise ValueError(f"temperature={temperature!r} must be a finite number > 0")
     log_p_s = F.log_softmax(student_logits / temperature, dim=-1)
     log_p_t = F.log_softmax(teacher_logits / temperature, dim=-1)
     return temperature ** 2 * (log_p_t.exp() * (log_p_t - log_p_s)).sum(-1)
@@ -208,8 +196,7 @@ def _check_teachers(teacher_logits: Tensor, labels: Tensor, where: str) -> None:
     if teacher_logits.dim() != 3:
         raise ValueError(f"{where} takes teacher logits [K,B,C], got shape {tuple(teacher_logits.shape)}")
     if teacher_logits.shape[0] < 2:
-        raise ValueError(f"{where} needs K >= 2 teachers, got K={teacher_logits.shape[0]}; "
-                         "use kd_loss for one teacher")
+        raise ValueError(f"{where} needs K >= 2 teachers, got K={teacher_logits.shape[0]}; use kd_loss for one teacher")
     if teacher_logits.shape[1] != len(labels):
         raise ValueError(f"teacher logits hold {teacher_logits.shape[1]} samples but labels {len(labels)}")
 
@@ -218,13 +205,3 @@ def _check_choice(name: str, value: str, allowed: object) -> None:
     """`allowed` is one of the Literal types above (the single list of a choice's values)."""
     if value not in get_args(allowed):
         raise ValueError(f"{name}={value!r} is not one of {list(get_args(allowed))}")
-
-
-def _check_positive(name: str, value: float) -> None:
-    if not (isinstance(value, (int, float)) and value > 0 and value != float("inf")):
-        raise ValueError(f"{name}={value!r} must be a finite number > 0")
-
-
-def _check_range(name: str, value: float, low: float, high: float) -> None:
-    if not (isinstance(value, (int, float)) and low <= value <= high):
-        raise ValueError(f"{name}={value!r} must lie in [{low}, {high}]")

@@ -1,9 +1,8 @@
 """The experiments manifest: every Table 1 row and every extra point of Figures 2 and 4; nothing else defines them.
 
-Notebooks, the results table, the figures, the CLI, `reproduce` and the tests all read these entries. Each entry
-carries the report's number and the authors' own 2025 re-run (cakd.authors.RERUN_SOURCE) where those exist.
-Teachers are listed in the authors' order (ResNet-50 first): Method 3 keeps the first teacher on a tie.
-"""
+Notebooks, the results table, the figures, the CLI, `reproduce` and the tests all read these entries. Each entry carries
+the report's number and the authors' own 2025 re-run (cakd.authors.RERUN_SOURCE) where those exist. Teachers are listed
+in the authors' order (ResNet-50 first): Method 3 keeps the first teacher on a tie."""
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,11 +1,10 @@
 """Student and teacher networks by name, each with its own input pipeline (report section 4.1).
 
-Every model here takes float images in [0, 1] at any size, [B,3,H,W], and applies its own resize, centre crop
-and normalization on the device, batched, like timm's PretrainedCfg but as part of the module; `forward_clean`
-instead makes a teacher's input from the 8-bit image with PIL, as the authors' code did. Teachers are the
-public CIFAR-100 checkpoints the authors used, built from timm exactly as those checkpoints were made; the
-`tiny` scale builds a small member of each family under the same name (smoke profile).
-"""
+Every model here takes float images in [0, 1] at any size, [B,3,H,W], and applies its own resize, centre crop and
+normalization on the device, batched, like timm's PretrainedCfg but as part of the module; `forward_clean` instead makes
+a teacher's input from the 8-bit image with PIL, as the authors' code did. Teachers are the public CIFAR-100 checkpoints
+the authors used, built from timm exactly as those checkpoints were made; the `tiny` scale builds a small member of each
+family under the same name (smoke profile)."""
 from __future__ import annotations
 
 import os
@@ -276,6 +275,5 @@ def count_parameters(model: nn.Module) -> int:
 
 
 def _check_scale(scale: str) -> None:
-    allowed = get_args(Scale)
-    if scale not in allowed:
-        raise ValueError(f"scale={scale!r} is not one of {list(allowed)}; tiny = smoke-profile stand-ins")
+    if scale not in get_args(Scale):
+        raise ValueError(f"scale={scale!r} is not one of {list(get_args(Scale))}; tiny = smoke-profile stand-ins")

@@ -1,14 +1,12 @@
-"""What the notebooks share, written once: the run notebooks themselves, their papermill parameters, their first
-cell's checks, and the helpers the teachers page calls.
+"""What the notebooks share, written once: the run notebooks themselves, their papermill parameters, their first cell's
+checks, and the helpers the teachers page calls.
 
 The five run notebooks (one per method) are each its own title and introduction followed by the cells of
-notebooks/run_template.ipynb (`python -m cakd notebooks` writes them, a test keeps them in step): each exposes,
-as papermill parameters,
-every option its method reads (cakd.config.OPTIONS), plus `profile`, `seed` and `force`, with None meaning the
-profile's value, so no default is typed twice. Its first code cell checks what papermill injected (unknown
-names are refused with the closest match) and what the profile needs (GPU, data, weights: not for a run the
-registry already holds), and stops with one line that says what to do.
-"""
+notebooks/run_template.ipynb (`python -m cakd notebooks` writes them, a test keeps them in step): each exposes, as
+papermill parameters, every option its method reads (cakd.config.OPTIONS), plus `profile`, `seed` and `force`, with None
+meaning the profile's value, so no default is typed twice. Its first code cell checks what papermill injected (unknown
+names are refused with the closest match) and what the profile needs (GPU, data, weights: not for a run the registry
+already holds), and stops with one line that says what to do."""
 from __future__ import annotations
 
 import dataclasses
@@ -23,6 +21,7 @@ from . import files, paths
 from .config import METHODS, OPTIONS, PROFILES, TEACHER_LABELS, RunConfig, check_flag, check_names, profile_config
 from .manifest import all_rows
 from .registry import RunResult, find_run
+from .report import render_toc
 from .tables import HtmlTable, render_table
 
 # run notebook -> (the method it trains, an example parameter for its help); its title and introduction are its own
@@ -32,7 +31,8 @@ RUN_NOTEBOOKS: dict[str, tuple[str, str]] = {
     "method1": ("ca_wkd", "-p weighting sample"), "method2": ("alpha_guided", "-p gamma 2"),
     "method3": ("adaptive_alpha", "-p temperature 16")}
 TEMPLATE = "run_template"
-TEACHER_PAGE_OPTIONS = ("dataset", "data_dir", "synthetic_size", "model_scale", "precision", "device")
+TEACHER_PAGE_OPTIONS = ("dataset", "data_dir", "synthetic_size", "synthetic_classes", "model_scale", "precision",
+                        "device")
 # Parameters of the pages that train no student (their own few, documented here once).
 PAGE_PARAMETERS: dict[str, dict[str, tuple[str, Any, str]]] = {
     "teachers": {"profile": ("str", "paper", "paper | consistent | smoke"),
@@ -73,7 +73,8 @@ def parameter_names(notebook: str) -> list[str]:
 
 def parameters_source(notebook: str) -> str:
     """The source of `notebook`'s parameters cell: one typed, commented line per parameter."""
-    if notebook in PAGE_PARAMETERS:   # quoted annotations: IPython evaluates them, papermill reads them as text
+    # quoted annotations (here and below): IPython evaluates them, papermill --help-notebook reads them as text
+    if notebook in PAGE_PARAMETERS:
         return "\n".join(f"{name}: {kind if kind in ('str', 'int', 'bool', 'list') else repr(kind)} = {default!r}  "
                          f"# {doc}" for name, (kind, default, doc) in PAGE_PARAMETERS[notebook].items())
     method = RUN_NOTEBOOKS[notebook][0]
@@ -82,7 +83,6 @@ def parameters_source(notebook: str) -> str:
     for name in parameter_names(notebook)[2:-1]:
         option = OPTIONS[name]
         default = _default_teachers(method) if name == "teachers" else None
-        # quoted: IPython evaluates annotations, and papermill --help-notebook reads them as text
         kind = "list" if name == "teachers" else f'"Optional[{option.type_name.removeprefix("Optional[").rstrip("]")}]"'
         lines.append(f"{name}: {kind} = {default!r}  # {option.doc}{_profile_values(name)}")
     lines.append("force: bool = False  # True: train again even if the run registry holds this exact config")
@@ -101,12 +101,9 @@ def parameters(notebook: str, namespace: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_config(notebook: str, namespace: dict[str, Any]) -> RunConfig:
-    """The RunConfig of a run notebook from its parameters (`globals()` after papermill's injection).
-
-    Refuses unknown names ("did you mean 'teachers'?") and bad values, then, unless the registry holds the run,
-    checks that the profile can run here (GPU, data, teacher weights): a failure stops the notebook with one
-    line, before any work.
-    """
+    """The RunConfig of a run notebook from its parameters (`globals()` after papermill's injection). Refuses unknown
+    names ("did you mean 'teachers'?") and bad values, then, unless the registry holds the run, checks that the profile
+    can run here (GPU, data, teacher weights): a failure stops the notebook with one line, before any work."""
     params = parameters(notebook, namespace)
     try:
         force = check_flag("force", params.pop("force"))
@@ -121,8 +118,14 @@ def run_config(notebook: str, namespace: dict[str, Any]) -> RunConfig:
 
 
 def printed_metrics(result: RunResult) -> dict[str, float]:
-    """What a run page prints of its training (and the golden tests compare): the headline metrics."""
-    return result.headline()
+    """What a run page prints of its training, and the golden tests compare within tolerance
+    (cakd.goldens): every epoch's training loss and train, validation and test accuracy; the report's number
+    (test accuracy at the best validation epoch); the epochs run and the teachers' forward passes."""
+    values = {f"epoch{int(h['epoch'])}.{key}": float(f"{h[key]:.10g}") for h in result.history
+              for key in ("loss", "train_acc", "val_acc", "test_acc")}
+    m = result.metrics
+    return {**values, "test_acc": m["test_acc"], "best_val_acc": m["best_val_acc"], "epochs": int(m["epochs"]),
+            "teacher_forward_passes": int(m["teacher_forward_passes"])}
 
 
 def execute(notebook: str | nbformat.NotebookNode, parameters: dict[str, Any], output: Path | None = None
@@ -168,8 +171,6 @@ def run_notebook(notebook: str) -> nbformat.NotebookNode:
 def write_notebooks(root: Path | None = None) -> list[str]:
     """Write what the book's sources derive from cakd (`python -m cakd notebooks`): every run notebook from the
     template, the parameters cell of the other pages, and `_toc.yml` from the manifest; returns what changed."""
-    from .report import render_toc
-
     changed = []
     if (paths.ROOT / "_toc.yml").read_text() != render_toc():
         files.write_text(paths.ROOT / "_toc.yml", render_toc())
@@ -200,9 +201,8 @@ def teachers_config(namespace: dict[str, Any]) -> tuple[RunConfig, list[str]]:
         check_flag("force", params["force"])
         options = {k: v for k, v in params.items() if k not in ("profile", "teachers", "force")}
         config = profile_config(params["profile"], **options)
-        names = params["teachers"]
-        if names is None:
-            names = list(dict.fromkeys(t for row in all_rows() for t in row.params.get("teachers", ())))
+        names = params["teachers"] if params["teachers"] is not None else list(
+            dict.fromkeys(t for row in all_rows() for t in row.params.get("teachers", ())))
         profile_config(params["profile"], method="ca_wkd", teachers=names, **options)   # validates the names
         if config.teacher_weights == "public":
             from .models import public_weights_path
@@ -252,8 +252,8 @@ def teacher_accuracy(config: RunConfig, teachers: list[Any]) -> dict[str, float]
 
 def method3_ties(config: RunConfig, teachers: list[str]) -> dict[str, dict[str, float]]:
     """For each teacher set of a Method 3 row made of `teachers`: how often its choice of teacher depends on the
-    teachers' order (cakd.teaching.method3_ties); also written to results/<profile>/ties.json for the
-    reproduction notes."""
+    teachers' order (cakd.teaching.method3_ties); also written to results/<profile>/ties.json for the reproduction
+    notes."""
     import torch
 
     from .data import load_splits
@@ -273,8 +273,7 @@ def method3_ties(config: RunConfig, teachers: list[str]) -> dict[str, dict[str, 
 
 def first_line(e: Any) -> str:
     """The first line of an error's message (or of any text)."""
-    text = str(e).strip()
-    return text.splitlines()[0] if text else ""
+    return (str(e).strip().splitlines() or [""])[0]
 
 
 def _default_teachers(method: str) -> list[str]:

@@ -1,9 +1,8 @@
 """Every path cakd reads or writes, in one place, so notebooks, papermill, nbval and Sphinx agree.
 
-Small result files go under the results home (read by the book); heavy files (teacher checkpoints, logit
-caches, student checkpoints, datasets) under the cache home. Both can be moved with environment variables,
-read at call time so tests can point them at temporary folders.
-"""
+Small result files go under the results home (read by the book); heavy files (teacher checkpoints, logit caches, student
+checkpoints, datasets) under the cache home. Both can be moved with environment variables, read at call time so tests
+can point them at temporary folders."""
 from __future__ import annotations
 
 import os

@@ -1,8 +1,7 @@
 """The book's figures: the report's Figures 2-4 redrawn from finished runs, and one run's history.
 
-Figures are built with matplotlib's object API (`Figure`, rendered by Agg): no pyplot state, nothing shown
-by accident, safe in scripts and kernels alike. Each is saved as PNG and SVG under `paths.figures_dir`.
-"""
+Figures are built with matplotlib's object API (`Figure`, rendered by Agg): no pyplot state, nothing shown by accident,
+safe in scripts and kernels alike. Each is saved as PNG and SVG under `paths.figures_dir`."""
 from __future__ import annotations
 
 import textwrap
@@ -86,15 +85,13 @@ def figure2(profile: str, seeds: int | None = None, name: str = "fig2_single_tea
                 _curve(ax, runs, f"α {row.params['alpha']:g}", color=colours[row.params["alpha"]],
                        linewidth=3.0 if row.table1 else 1.4)
             table1 = [row.params["alpha"] for row, _ in entries if row.table1]
-            ax.set(title=_teacher_label(teacher) + (f" (Table 1: α {table1[0]:g})" if table1 else ""),
-                   xlabel="epoch")
-            _integer_epochs(ax)
+            ax.set(title=TEACHER_LABELS[teacher] + (f" (Table 1: α {table1[0]:g})" if table1 else ""), xlabel="epoch")
         axes[0].set_ylabel("validation accuracy (%)")
         legend = [Line2D([], [], color="0.45", linestyle="--", label="baseline (no teacher)"),
                   *(Line2D([], [], color=colours[a], label=f"α {a:g}") for a in alphas),
                   Line2D([], [], color="0.2", linewidth=3.0, label="thick: the Table 1 row")]
         _finish(fig, axes, series, profile, "Figure 2: baseline and single-teacher KD, α 0.25 / 0.5 / 0.75",
-                describe=lambda row: (f"{_teacher_label(row.params['teachers'][0])} α {row.params['alpha']:g}"
+                describe=lambda row: (f"{TEACHER_LABELS[row.params['teachers'][0]]} α {row.params['alpha']:g}"
                                       if row.params.get("teachers") else "baseline"), legend=legend)
         return save(fig, profile, name)
 
@@ -108,7 +105,6 @@ def figure3(profile: str, seeds: int | None = None, name: str = "fig3_multi_teac
         for (row, runs), colour in zip(series, sns.color_palette("tab10", len(series))):
             _curve(ax, runs, row.label, color=colour, linestyle=":" if row.params.get("use_ce") is False else "-")
         ax.set(xlabel="epoch", ylabel="validation accuracy (%)")
-        _integer_epochs(ax)
         _finish(fig, [ax], series, profile, "Figure 3: multi-teacher methods (Table 1 rows)",
                 describe=lambda row: row.label)
         return save(fig, profile, name)
@@ -118,26 +114,23 @@ def figure4(profile: str, seeds: int | None = None, name: str = "fig4_temperatur
     """Report Figure 4: validation accuracy per epoch of Method 3 (D, R) at each temperature; the report's
     tau 4, 8, 16 solid, our extra tau 1 and 2 dashed and labelled '(ours)'."""
     series = sorted(figure_series(profile, "fig4", seeds), key=lambda e: e[0].params["temperature"])
-    colours = sns.color_palette("rocket_r", len(series) + 1)[1:]
     with _style():
         fig = Figure(figsize=(9.5, 5.2), layout="constrained")
         ax = fig.subplots()
-        for (row, runs), colour in zip(series, colours):
+        for (row, runs), colour in zip(series, sns.color_palette("rocket_r", len(series) + 1)[1:]):
             _curve(ax, runs, f"τ {row.params['temperature']:g}" + (" (ours)" if row.ours else ""),
                    color=colour, linestyle="--" if row.ours else "-")
         ax.set(xlabel="epoch", ylabel="validation accuracy (%)")
-        _integer_epochs(ax)
         _finish(fig, [ax], series, profile, "Figure 4: Method 3 (DenseNet-121, ResNet-50) by temperature τ",
                 describe=lambda row: f"τ {row.params['temperature']:g}")
         return save(fig, profile, name)
 
 
 def plot_teachers(histories: dict[str, History], profile: str, *, name: str = "teachers") -> Plot | None:
-    """Validation accuracy per epoch of the teachers trained here (smoke), by teacher name; None when there are
-    none (published teachers)."""
+    """Validation accuracy per epoch of the teachers trained here (smoke), by name; None for published teachers."""
     if not histories:
         return None
-    frame = pd.concat([pd.DataFrame(h)[["epoch", "val_acc"]].assign(teacher=_teacher_label(n))
+    frame = pd.concat([pd.DataFrame(h)[["epoch", "val_acc"]].assign(teacher=TEACHER_LABELS[n])
                        for n, h in histories.items()])
     with _style():
         fig = Figure(figsize=(7.5, 4.2), layout="constrained")
@@ -169,8 +162,7 @@ def _style():
 
 
 def _teacher_columns(frame: pd.DataFrame, stem: str) -> dict[str, str]:
-    return {c: _teacher_label(c.split(".", 1)[1])
-            for c in frame.columns if c.startswith(stem + ".")}
+    return {c: TEACHER_LABELS[c.split(".", 1)[1]] for c in frame.columns if c.startswith(stem + ".")}
 
 
 def _integer_epochs(ax: Axes) -> None:
@@ -178,19 +170,13 @@ def _integer_epochs(ax: Axes) -> None:
 
 
 def _legend(ax: Axes, entries: int, keep_single: bool = False) -> None:
-    legend = ax.get_legend()
-    if legend is not None:
+    if (legend := ax.get_legend()) is not None:
         legend.set_title(None)
         legend.set_frame_on(False)
         for text in legend.get_texts():
             text.set_fontsize("small")
         if entries == 1 and not keep_single:
             legend.remove()
-
-
-def _missing_note(fig: Figure, text: str) -> None:
-    """Names the runs that are not there, under the axes (a figure never hides that it is incomplete)."""
-    fig.supxlabel(textwrap.fill(text, 110), fontsize="small", color="firebrick")
 
 
 def _curve(ax: Axes, runs: Sequence[RunResult], label: str, metric: str = "val_acc", **style: Any) -> None:
@@ -217,21 +203,17 @@ def _heading(fig: Figure, title: str, profile: str) -> None:
 
 def _finish(fig: Figure, axes: Sequence[Axes], series: Sequence[tuple[Any, Sequence[Any]]], profile: str,
             title: str, describe: Callable[[Any], str], legend: Sequence[Line2D] | None = None) -> None:
-    """Title, the profile's label (any profile but the authors' recipe), one legend, the runs not made yet."""
+    """Integer epochs, title, profile label (any profile but the authors' recipe), one legend, the runs not made yet."""
+    for ax in axes:
+        _integer_epochs(ax)
     _heading(fig, title, profile)
-    drawn = any(runs for _, runs in series)
-    handles = list(legend) if legend is not None else axes[0].get_legend_handles_labels()[0]
-    if handles:
+    if handles := (list(legend) if legend is not None else axes[0].get_legend_handles_labels()[0]):
         # under the axes, as many entries a row as fit: clear of the title and the profile's label
         columns = min(len(handles), max(1, int(fig.get_figwidth() // 2.6)))
         fig.legend(handles=handles, loc="outside lower center", ncols=columns, frameon=False)
-    if not drawn:
+    if not any(runs for _, runs in series):
         for ax in axes:
             ax.text(0.5, 0.5, "no finished runs yet", ha="center", va="center", transform=ax.transAxes)
-    missing = [row for row, runs in series if not runs]
-    if missing:
-        _missing_note(fig, "not run yet: " + "; ".join(f"{describe(row)} ({row.id})" for row in missing))
-
-
-def _teacher_label(name: str) -> str:
-    return TEACHER_LABELS[name]
+    if missing := [row for row, runs in series if not runs]:   # a figure never hides that it is incomplete
+        fig.supxlabel(textwrap.fill("not run yet: " + "; ".join(f"{describe(row)} ({row.id})" for row in missing), 110),
+                      fontsize="small", color="firebrick")

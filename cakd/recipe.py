@@ -1,24 +1,19 @@
 """A run's resolved recipe in words, and fixed-batch probes: numbers that pin its mathematics on any machine.
 
-`describe(config)` lists, line by line, what a run does (student, input size, transforms, teachers and their
-inputs, optimizer, schedule, epochs, early stopping, split): `python -m cakd config` prints it and the
-notebooks show it. The probes are deterministic by construction (closed-form float64 inputs, no training), so
-the golden notebooks can compare them exactly on any CPU: the loss and diagnostics of the run's method on a
-fixed batch, and the learning rate the run will use in each epoch.
-"""
+`describe(config)` lists, line by line, what a run does (student, input size, transforms, teachers and their inputs,
+optimizer, schedule, epochs, early stopping, split): `python -m cakd config` prints it and the notebooks show it. The
+probes are deterministic by construction (closed-form float64 inputs, no training), so the golden notebooks can compare
+them exactly on any CPU: the loss and diagnostics of the run's method on a fixed batch, and the learning rate the run
+will use in each epoch."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+import pandas as pd
 import torch
 
 from . import authors, train
 from .config import PROFILES, TEACHER_LABELS, RunConfig
 from .losses import LOSSES
 from .models import STUDENT_PIPELINE, TEACHERS, count_parameters, create_student, create_teacher
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 PROBE_BATCH, PROBE_CLASSES = 6, 5
 
@@ -34,7 +29,8 @@ def describe(config: RunConfig) -> str:
               if c.schedule == "cosine" else "constant")
     lines = [
         f"run {c.run_id}: method {c.method}, profile {c.profile}, seed {c.seed}",
-        f"data: {c.dataset}" + (f" ({c.synthetic_size} generated images)" if c.dataset == "synthetic" else ""),
+        f"data: {c.dataset}" + (f" ({c.synthetic_size} generated images of {c.synthetic_classes} classes)"
+                                if c.dataset == "synthetic" else ""),
         "split: StratifiedShuffleSplit(n_splits=1, random_state=42) of the training images into train and "
         + ("val, test_size=5000 (45,000 / 5,000); test: the official 10,000" if c.dataset == "cifar100"
            else "val (a tenth held out); test: the dataset's test part"),
@@ -56,8 +52,7 @@ def describe(config: RunConfig) -> str:
 
 
 def authors_facts(c: RunConfig) -> list[authors.CodeFact]:
-    """The facts of the authors' code this run follows: those its profile takes (cakd.authors), while its
-    options still hold their values."""
+    """The facts of the authors' code this run follows: those its profile takes (cakd.authors) and its options keep."""
     taken = {k for k, v in authors.settings().items() if PROFILES[c.profile].get(k) == v == getattr(c, k)}
     return [f for f in authors.facts_for(c.method) if set(f.settings) <= taken and (f.settings or taken)]
 
@@ -81,10 +76,8 @@ def loss_formula(c: RunConfig) -> str:
     weights = {"sample": "w_k,i = (1 - softmax_k(CE_k,i)) / (K - 1) per sample",
                "batch": "w_k = (1 - softmax_k(mean_i CE_k,i)) / (K - 1)",
                "batch_mean": "w_k = mean_i (1 - softmax_k(CE_k,i)) / (K - 1)"}[c.weighting]
-    kd = {("sum_kl", "batch_mean"): "L_KL = sum_k w_k mean_i KL_k,i",
-          ("sum_kl", "batch"): "L_KL = sum_k w_k mean_i KL_k,i"}.get(
-        (c.aggregation, c.weighting), "L_KL = mean_i sum_k w_k,i KL_k,i" if c.aggregation == "sum_kl" else
-        "L_KL = mean_i KL(softmax(sum_k w_k t_k,i / tau) || p_s^tau)")
+    kd = ("L_KL = mean_i KL(softmax(sum_k w_k t_k,i / tau) || p_s^tau)" if c.aggregation != "sum_kl" else
+          "L_KL = mean_i sum_k w_k,i KL_k,i" if c.weighting == "sample" else "L_KL = sum_k w_k mean_i KL_k,i")
     kd += " / K" if c.divide_by_k else ""
     head = f"{weights} (CE_k at temperature {at}); {kd}"
     if c.method == "ca_wkd":
@@ -104,11 +97,10 @@ def loss_formula(c: RunConfig) -> str:
 
 def parameter_counts(config: RunConfig, num_classes: int = 100) -> dict[str, int]:
     """Parameters of the student and of each teacher of the run, as built (no weights needed)."""
-    counts = {f"student {config.student}": count_parameters(create_student(config.student, num_classes,
-                                                                           config.model_scale))}
-    for name in config.teachers:
-        counts[f"teacher {name}"] = count_parameters(create_teacher(name, num_classes, config.model_scale))
-    return counts
+    student = create_student(config.student, num_classes, config.model_scale)
+    return {f"student {config.student}": count_parameters(student), **{
+        f"teacher {name}": count_parameters(create_teacher(name, num_classes, config.model_scale))
+        for name in config.teachers}}
 
 
 def loss_probe(config: RunConfig) -> dict[str, float]:
@@ -119,15 +111,9 @@ def loss_probe(config: RunConfig) -> dict[str, float]:
     k = max(1, len(config.teachers))
     teachers = torch.stack([3 * torch.cos(0.9 * (j + 1) * i + 0.4 * c + j) for j in range(k)])   # [K, B, C]
     labels = torch.arange(PROBE_BATCH) % PROBE_CLASSES
-    if config.loss.teachers == "none":
-        teachers = None
-    elif config.loss.teachers == "one":
-        teachers = teachers[0]
+    teachers = {"none": None, "one": teachers[0], "several": teachers}[config.loss.teachers]
     loss, diagnostics = LOSSES[config.method](student, teachers, labels, **config.loss_options())
-    values = {"loss": loss}
-    for key, value in diagnostics.items():
-        values.update({key: value} if value.dim() == 0 else {f"{key}.{j}": v for j, v in enumerate(value)})
-    return {key: float(f"{float(value):.8g}") for key, value in values.items()}
+    return {key: float(f"{value:.8g}") for key, value in train.flatten({"loss": loss, **diagnostics}).items()}
 
 
 def lr_schedule(config: RunConfig) -> list[float]:
@@ -144,8 +130,6 @@ def lr_schedule(config: RunConfig) -> list[float]:
 
 def teacher_architectures(config: RunConfig, names: list[str]) -> pd.DataFrame:
     """Each teacher of `names` as the profile builds it: family, input pipeline, parameter count."""
-    import pandas as pd
-
     return pd.DataFrame.from_records(
         [{"teacher": name, "family": TEACHER_LABELS[name],
           "input pipeline": TEACHERS[name].pipeline_for(config.model_scale).describe(),

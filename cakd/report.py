@@ -1,7 +1,6 @@
-"""What the book prints about results: Table 1 regenerated from the run registry next to the report's numbers
-and the authors' re-run, the runs behind Figures 2-4, the profile notes, the reproduction notes' tables and
-texts, and the small summaries the run pages print. Reads finished runs only: it never trains, nor imports torch.
-"""
+"""What the book prints about results: Table 1 regenerated from the run registry next to the report's numbers and the
+authors' re-run, the runs behind Figures 2-4, the profile notes, the reproduction notes' tables and texts, and the small
+summaries the run pages print. Reads finished runs only: it never trains, nor imports torch."""
 from __future__ import annotations
 
 import dataclasses
@@ -64,17 +63,18 @@ def profile_note(profile: str) -> ProfileNote:
 
 def row_results(row: Row, profile: str, seeds: int | None = None) -> list[RunResult]:
     """The finished runs of `row` in the registry: seeds 0..seeds-1, or (seeds=None) every seed it has."""
-    candidates = range(seeds) if _check_seeds(seeds) is not None else registry_seeds(profile)
+    if seeds is not None and (not isinstance(seeds, int) or isinstance(seeds, bool) or seeds < 1):
+        raise ValueError(f"seeds={seeds!r} must be an integer >= 1 (seeds 0..seeds-1 are read) or None "
+                         "(every seed in the registry)")
+    candidates = range(seeds) if seeds is not None else registry_seeds(profile)
     return [r for r in (find_run(row.config(profile, seed)) for seed in candidates) if r is not None]
 
 
 def results_table(profile: str, seeds: int | None = None) -> pd.DataFrame:
-    """Table 1 regenerated: one row per manifest Table 1 row.
-
-    Columns: id, label, report (the report's Table 1), authors (their re-run, cakd.authors.RERUN_SOURCE), mean, std
-    (sample sd over seeds, NaN below two), n (seeds found), difference (mean - report; NaN for a profile that
-    is not comparable with the report, such as smoke). A missing run lowers n: nothing is invented.
-    """
+    """Table 1 regenerated: one row per manifest Table 1 row. Columns: id, label, report (the report's Table 1), authors
+    (their re-run, cakd.authors.RERUN_SOURCE), mean, std (sample sd over seeds, NaN below two), n (seeds found),
+    difference (mean - report; NaN for a profile that is not comparable with the report, such as smoke). A missing run
+    lowers n: nothing is invented."""
     note = profile_note(profile)
     records = []
     for row in manifest.ROWS:
@@ -95,8 +95,7 @@ def table1(profile: str, seeds: int | None = None, table: pd.DataFrame | None = 
     frame = pd.DataFrame({
         ("", "Table 1 row"): table["label"], ("Reference", "report"): table["report"],
         ("Reference", "authors' re-run *"): table["authors"], ("Ours", "mean"): table["mean"],
-        ("Ours", "std"): table["std"], ("Ours", "n"): table["n"],
-        ("Difference", "ours - report"): table["difference"]})
+        ("Ours", "std"): table["std"], ("Ours", "n"): table["n"], ("Difference", "ours - report"): table["difference"]})
     frame.columns = pd.MultiIndex.from_tuples(frame.columns)
     counts = sorted(set(table["n"]))
     seed_text = ("no finished run yet" if counts == [0] else f"{counts[0]} seed{'s' * (counts[0] > 1)} per row"
@@ -112,9 +111,8 @@ def table1(profile: str, seeds: int | None = None, table: pd.DataFrame | None = 
     if not note.comparable:
         notes.append(f"Difference not computed for the '{profile}' profile: its numbers come from stand-in data "
                      "and models, so a difference from the report would mean nothing.")
-    signed = "{:+.2f}".format
     return render_table(frame, caption=caption, notes=notes,
-                        formats={("Difference", "ours - report"): signed, ("Ours", "n"): "{:d}"},
+                        formats={("Difference", "ours - report"): "{:+.2f}", ("Ours", "n"): "{:d}"},
                         na_rep={("Ours", "mean"): "missing", ("Ours", "std"): "-"}, css_class="table1")
 
 
@@ -127,9 +125,8 @@ def seeds_summary(table: pd.DataFrame, profile: str) -> str:
     parts = [f"{'no run' if n == 0 else f'{n} seed' + ('s' if n > 1 else '')}: {len(ids)} row"
              f"{'s' if len(ids) > 1 else ''} ({', '.join(f'`{i}`' for i in ids)})"
              for n, ids in sorted(groups.items(), reverse=True)]
-    command = RESEED_COMMAND.format(profile=profile)
-    return (f"Seeds per Table 1 row in the `{profile}` profile: " + "; ".join(parts) + ". Seeds 0..N-1 of "
-            f"every row (finished runs are reused, so only the new seeds train): `{command}`.")
+    return (f"Seeds per Table 1 row in the `{profile}` profile: " + "; ".join(parts) + ". Seeds 0..N-1 of every "
+            f"row (finished runs are reused, so only the new seeds train): `{RESEED_COMMAND.format(profile=profile)}`.")
 
 
 def paper_formulas_note() -> str:
@@ -153,8 +150,7 @@ def figure_series(profile: str, figure: str, seeds: int | None = None) -> list[t
 # ----------------------------------------------------------------------------- reproduction notes
 
 def options_table() -> pd.DataFrame:
-    """Every option of a run (cakd.config.OPTIONS): where it comes from, who reads it, its default and choices,
-    each profile's value, what it does."""
+    """Every option (cakd.config.OPTIONS): origin, readers, default, choices, each profile's value, what it does."""
     profiles = {name: cfg.profile_config(name) for name in profile_names()}
     return pd.DataFrame.from_records([
         {"option": o.name, "origin": o.origin, "read by": o.read_by(), "default": str(o.default),
@@ -189,16 +185,15 @@ def choices_table() -> pd.DataFrame:
 def authors_code_table() -> pd.DataFrame:
     """Where the paper profile follows the authors' code (cakd.authors.FACTS), next to the report and to the
     consistent profile's value, with each difference's effect."""
-    consistent = cfg.profile_config("consistent")
+    paper, consistent = cfg.profile_config("paper"), cfg.profile_config("consistent")
 
     def values(config: cfg.RunConfig, fact: authors.CodeFact, otherwise: str) -> str:
         return ", ".join(f"{k} {getattr(config, k)!r}" for k in fact.settings) or otherwise
 
-    paper = cfg.profile_config("paper")
     return pd.DataFrame.from_records([
         {"topic": f.topic, "the report": f.report, "the authors' code (notebook cells)": f.code,
-         "paper profile": values(paper, f, "as the code"), "consistent profile (ours)": values(consistent, f, "the same"),
-         "effect": f.effect} for f in authors.FACTS])
+         "paper profile": values(paper, f, "as the code"),
+         "consistent profile (ours)": values(consistent, f, "the same"), "effect": f.effect} for f in authors.FACTS])
 
 
 BOOK_TABLES = {   # name -> (DataFrame function, code columns, wide columns); the {cakd-table} directive's names
@@ -235,16 +230,13 @@ def run_teachers(result: RunResult) -> HtmlTable:
 def teachers_accuracy_table(accuracy: dict[str, float]) -> HtmlTable:
     """`notebook.teacher_accuracy`'s {'<teacher>.val_acc': %, ...} as one row per teacher."""
     names = dict.fromkeys(key.rsplit(".", 1)[0] for key in accuracy)
-    return _teacher_accuracy({n: {split: accuracy[f"{n}.{split}"] for split in ("val_acc", "test_acc")}
-                              for n in names})
+    return _teacher_accuracy({n: {split: accuracy[f"{n}.{split}"] for split in ("val_acc", "test_acc")} for n in names})
 
 
 def _teacher_accuracy(by_teacher: dict[str, dict[str, float]]) -> HtmlTable:
-    frame = pd.DataFrame.from_records(
-        [{"teacher": _teacher_label(name), "validation accuracy (%)": acc["val_acc"],
-          "test accuracy (%)": acc["test_acc"]} for name, acc in by_teacher.items()],
-        columns=["teacher", "validation accuracy (%)", "test accuracy (%)"])
-    return render_table(frame)
+    return render_table(pd.DataFrame.from_records(
+        [(cfg.TEACHER_LABELS[name], acc["val_acc"], acc["test_acc"]) for name, acc in by_teacher.items()],
+        columns=["teacher", "validation accuracy (%)", "test accuracy (%)"]))
 
 
 def ties_table(ties: dict[str, dict[str, float]]) -> HtmlTable:
@@ -259,22 +251,12 @@ def ties_table(ties: dict[str, dict[str, float]]) -> HtmlTable:
                                "the teachers see the student's views."])
 
 
-def _check_seeds(seeds: int | None) -> int | None:
-    if seeds is not None and (not isinstance(seeds, int) or isinstance(seeds, bool) or seeds < 1):
-        raise ValueError(f"seeds={seeds!r} must be an integer >= 1 (seeds 0..seeds-1 are read) or None "
-                         "(every seed in the registry)")
-    return seeds
-
-
-def _teacher_label(name: str) -> str:
-    return cfg.TEACHER_LABELS[name]
-
-
 # ----------------------------------------------------------------------------- the table of contents
 
 RUN_PAGES = ("teachers",)   # run pages that are no manifest row (written by `python -m cakd reproduce`)
-TOC_HEADER = ("# Generated from cakd/manifest.py by `python -m cakd notebooks`: do not edit by hand (a test compares).\n"
-          "# book/runs/<id> pages are written by `python -m cakd reproduce` (a placeholder until a row has run).\n")
+TOC_HEADER = ("# Generated from cakd/manifest.py by `python -m cakd notebooks`: do not edit by hand "
+              "(a test compares).\n"
+              "# book/runs/<id> pages are written by `python -m cakd reproduce` (a placeholder until a row has run).\n")
 
 
 def toc_parts() -> list[tuple[str, list[str]]]:
@@ -282,8 +264,7 @@ def toc_parts() -> list[tuple[str, list[str]]]:
     points = manifest.FIGURE_POINTS
     fig2 = [row.id for row in points if "fig2" in row.figures]
     fig4 = [row.id for row in points if "fig4" in row.figures]
-    other = [row.id for row in points if row.id not in fig2 + fig4]
-    if other:
+    if other := [row.id for row in points if row.id not in fig2 + fig4]:
         raise ValueError(f"figure point(s) {other} belong to neither Figure 2 nor Figure 4; give the book a part "
                          "for them in cakd.report.toc_parts")
     runs = lambda ids: [f"book/runs/{i}" for i in ids]

@@ -1,19 +1,15 @@
 """`python -m cakd reproduce`: every manifest row and seed as Ray tasks, then the results page and the book.
 
-Each piece of work is one Ray task that waits for exactly what it reads (Ray object references):
-
-    teachers trained here (smoke) -> teacher-logit caches -> runs -> each row's page (its notebook, papermill)
-                                                         \\-> the teachers page
-
-A run waits for the caches of its own teachers, not for another run; a cache is built once, by its own task.
-Finished work makes no task: a run in the registry, a page whose stamp (its notebook, parameters and the
-package's code) is unchanged. Every task shows its progress through Ray's tqdm (`ray.experimental.tqdm_ray`),
-fed by the training loop's per-epoch records. A task on a worker or node that is lost is retried
-(`max_retries`) and resumes from its last checkpoint; a task that fails fails alone, and the summary says which
-and why. On a cluster (`address`), every node must see the same results and cache homes: that is checked first.
-"""
+Each task waits for exactly what it reads (Ray object references): teachers trained here (smoke) -> teacher-logit caches
+-> runs -> each row's page (its notebook, papermill); the caches -> the teachers page. A run waits for its own teachers'
+caches, each built once by its own task; finished work (a run in the registry, a page whose stamp of notebook,
+parameters and code is unchanged) makes no task. Progress shows through Ray's tqdm, fed by the training loop's per-epoch
+records. A task on a lost worker or node is retried (`max_retries`) and resumes from its last checkpoint; a failing task
+fails alone, and the summary says which and why. On a cluster (`address`), every node must see the same results and
+cache homes: that is checked first."""
 from __future__ import annotations
 
+import io
 import logging
 import os
 import re
@@ -22,18 +18,20 @@ import subprocess
 import sys
 import time
 import uuid
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import nbformat
+import pandas as pd
 
 from . import files, paths
 from .config import RunConfig, check_flag, profile_config
 from .manifest import ROWS, Row, all_rows, get_row
 from .notebook import execute, first_line
 from .registry import find_run
+from .report import profile_note, render_toc
 
 TEACHERS_PAGE, RESULTS_PAGE = "teachers", "results"
 RETRIES = 2          # attempts after the first, when a worker or a node is lost (a Python error is not retried)
@@ -85,7 +83,8 @@ def reproduce(profile: str = "smoke", rows: list[str] | None = None, seeds: int 
     resources = Resources(workers, runs_per_gpu, address)    # an address where nothing answers fails here
     runs = [(row, seed, row.config(profile, seed)) for seed in range(seeds) for row in selected]
     start = time.perf_counter()
-    _check_toc(log)
+    if (paths.ROOT / "_toc.yml").read_text() != render_toc():   # generated from the manifest: a stale one misses pages
+        log("note: _toc.yml does not match the manifest; regenerate it with `python -m cakd notebooks`")
     with ray_session(resources, gpu=profile_config(profile).device != "cpu") as where:
         log(f"runs: {where}")
         outcomes = run_grid(runs, profile, force, log, gpu_share=1 / runs_per_gpu)
@@ -222,8 +221,7 @@ def _train_run(name: str, config: RunConfig, force: bool, bars: bool, *caches: s
     from .runs import load_or_train
 
     start = time.perf_counter()
-    result = load_or_train(config, force=force, on_epoch=_epoch_bar(f"{name} seed {config.seed}", config.epochs,
-                                                                    bars))
+    result = load_or_train(config, force=force, on_epoch=_epoch_bar(f"{name} seed {config.seed}", config.epochs, bars))
     return Outcome(name, config.seed, "trained" if result.trained else "reused", time.perf_counter() - start,
                    result.accuracy)
 
@@ -238,10 +236,9 @@ def _render(notebook: str | nbformat.NotebookNode, parameters: dict[str, Any], s
 
 def _epoch_bar(desc: str, epochs: int, bars: bool) -> Callable[[dict[str, float]], None] | None:
     """A Ray progress bar fed by the training loop's per-epoch records (`fit(on_epoch=...)`); None without bars."""
-    from ray.experimental.tqdm_ray import tqdm
-
     if not bars:
         return None
+    from ray.experimental.tqdm_ray import tqdm
 
     bar = tqdm(desc=desc, total=epochs)
 
@@ -260,14 +257,14 @@ def ray_session(resources: Resources, gpu: bool) -> Iterator[str]:
     """Ray started (or joined) for the tasks; yields where they run, in words. Every node must see this
     driver's results and cache homes (one shared folder on every node): checked before any task."""
     import ray
+    import torch
 
     env = {k: v for k, v in os.environ.items() if k.startswith(("CAKD_", "HF_"))}
     env.update({paths.RESULTS_ENV: str(paths.results_home()), paths.CACHE_ENV: str(paths.cache_home()),
                 paths.DATA_ENV: str(paths.data_home())})
-    kwargs: dict[str, Any] = dict(include_dashboard=False, logging_level=logging.ERROR,
-                                  runtime_env={"env_vars": env})
+    kwargs: dict[str, Any] = dict(include_dashboard=False, logging_level=logging.ERROR, runtime_env={"env_vars": env})
     if resources.address is None:
-        gpus = _local_gpus() if gpu else 0
+        gpus = torch.cuda.device_count() if gpu and torch.cuda.is_available() else 0
         slots = gpus * resources.runs_per_gpu or resources.workers
         env.setdefault("CAKD_THREADS", str(max(1, (os.cpu_count() or 1) // slots)))
         kwargs.update(num_cpus=resources.workers, num_gpus=gpus)
@@ -321,12 +318,6 @@ def missing_homes(homes: list[str], token: str) -> list[str]:
     return [home for home in homes if not sees(home)]
 
 
-def _local_gpus() -> int:
-    import torch
-
-    return torch.cuda.device_count() if torch.cuda.is_available() else 0
-
-
 def _check_address(address: str) -> None:
     """'auto', or host:port / ray://host:port with something listening (ray.init waits minutes on a dead one)."""
     if address == "auto":
@@ -367,8 +358,6 @@ def _save_page(name: str, page: str | None, error: str | None, stamp: dict[str, 
                seconds: float, profile: str) -> Outcome:
     """An executed page into book/runs/: its parameters folded as other code cells, titled by its row (several
     rows share a notebook), the profile's warning under the title, the stamp (which says if it failed)."""
-    from .report import profile_note
-
     if page is not None:
         nb = nbformat.reads(page, as_version=4)
         for cell in nb.cells:
@@ -424,9 +413,6 @@ def _stamp(output: Path) -> dict[str, Any] | None:
 def _bench(profile: str, force: bool, log: Log) -> list[str]:
     """The Performance page's numbers: `python -m cakd bench` when this profile has none yet (or with --force).
     The paper and consistent profiles time full-size models: only on a GPU, so on a CPU they are left to the user."""
-    import contextlib
-    import io
-
     import torch
 
     out = paths.results_home() / profile / "bench.json"
@@ -441,7 +427,7 @@ def _bench(profile: str, force: bool, log: Log) -> list[str]:
     try:
         from .bench import run_benchmark                  # inside: a broken benchmark must not lose the runs
 
-        with contextlib.redirect_stdout(io.StringIO()):   # its tables are on the Performance page
+        with redirect_stdout(io.StringIO()):   # its tables are on the Performance page
             run_benchmark("auto", profile, out=out, command=command)
     except Exception as e:  # noqa: BLE001 -- reported; the page then says there is no benchmark
         log(f"  FAILED: {type(e).__name__}: {e}")
@@ -454,14 +440,6 @@ def build_book() -> int:
     return subprocess.run([sys.executable, "-m", "jupyter_book.cli.main", "build", "."], cwd=paths.ROOT).returncode
 
 
-def _check_toc(log: Log) -> None:
-    """_toc.yml is generated from the manifest: say so if it is out of date (the book would miss pages)."""
-    from .report import render_toc
-
-    if (paths.ROOT / "_toc.yml").read_text() != render_toc():
-        log("note: _toc.yml does not match the manifest; regenerate it with `python -m cakd notebooks`")
-
-
 def describe(outcome: Outcome) -> str:
     if outcome.status == "FAILED":
         return f"FAILED: {outcome.error}"
@@ -471,8 +449,6 @@ def describe(outcome: Outcome) -> str:
 
 def summary_table(outcomes: list[Outcome]) -> str:
     """Row, seed, test accuracy, minutes, status of every run and page; then each failure's error."""
-    import pandas as pd
-
     frame = pd.DataFrame([{"row": o.name, "seed": "-" if o.seed is None else o.seed,
                            "test acc": "-" if o.test_acc is None else f"{o.test_acc:.2f}",
                            "minutes": f"{o.seconds / 60:.1f}", "status": o.status} for o in outcomes],

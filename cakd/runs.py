@@ -13,6 +13,7 @@ from .config import RunConfig, check_flag
 from .data import check_available, load_splits
 from .losses import LOSSES
 from .models import count_parameters, create_student, public_weights_path
+from .precision import created_in
 from .registry import RunResult, find_run, run_folder, save_run
 from .teaching import teacher_logits
 from .train import EpochRecord, FitConfig, fit, resolve_device, summarize
@@ -36,7 +37,8 @@ def load_or_train(config: RunConfig, *, force: bool = False,
         checkpoint_path(config).unlink(missing_ok=True)
     teachers, teacher_record = teacher_logits(config, splits, device) if config.teachers else (None, {})
     torch.manual_seed(config.seed)
-    student = create_student(config.student, splits.num_classes, config.model_scale)
+    with created_in(config.precision):
+        student = create_student(config.student, splits.num_classes, config.model_scale)
     result = fit(student, splits, step_loss(config), FitConfig.of(config, device), teachers=teachers,
                  checkpoint=checkpoint_path(config), on_epoch=on_epoch)
     history = [_name_teacher_columns(row, list(config.teachers)) for row in result.history]
@@ -60,10 +62,9 @@ def preflight(config: RunConfig, check_inputs: bool = False) -> torch.device:
     (downloaded when online): whatever is missing fails here with one message that says what to do."""
     device = resolve_device(config.device)
     if device.type == "cpu" and config.profile != "smoke" and config.device == "auto":
-        raise RequirementError(
-            f"the {config.profile} profile trains full-size models for up to {config.epochs} epochs and needs a "
-            "CUDA GPU, and none was found. Add -p profile smoke for the offline demo, or -p device cpu to "
-            "train on the CPU anyway (days).")
+        raise RequirementError(f"the {config.profile} profile trains full-size models for up to {config.epochs} "
+                               "epochs and needs a CUDA GPU, and none was found. Add -p profile smoke for the offline "
+                               "demo, or -p device cpu to train on the CPU anyway (days).")
     if check_inputs:
         check_available(config)
         if config.teachers and config.teacher_weights == "public":

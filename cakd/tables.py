@@ -1,8 +1,7 @@
-"""The book's one table renderer: a DataFrame through pandas' Styler to HTML (Table 1, the conclusions, the
-reproduction notes' tables, the benchmark's), and through `DataFrame.to_string` to text for terminals and the
-golden prints. Numbers are right-aligned with fixed decimals; a two-level column index becomes grouped headers;
-the index is never shown. The look is `book/_static/cakd.css`.
-"""
+"""The book's one table renderer: a DataFrame through pandas' Styler to HTML (Table 1, the conclusions, the reproduction
+notes' tables, the benchmark's), and through `DataFrame.to_string` to text for terminals and the golden prints. Numbers
+are right-aligned with fixed decimals; a two-level column index becomes grouped headers; the index is never shown. The
+look is `book/_static/cakd.css`."""
 from __future__ import annotations
 
 import html
@@ -38,8 +37,7 @@ def render_table(frame: pd.DataFrame, *, caption: str = "", formats: Mapping[Any
     """`frame` as HTML and text. formats: column -> format (others: numbers with 2 decimals, the rest str);
     na_rep: what a missing value shows (per column, or one for all); code_columns: shown as code; wide_columns:
     prose that may take the remaining width; notes: lines under the table."""
-    unknown = sorted(str(c) for c in [*(formats or {}), *code_columns, *wide_columns] if c not in frame.columns)
-    if unknown:
+    if unknown := sorted(str(c) for c in [*(formats or {}), *code_columns, *wide_columns] if c not in frame.columns):
         raise ValueError(f"column(s) {unknown} are not in the table; its columns are {[str(c) for c in frame.columns]}")
     text_formats = {c: _formatter((formats or {}).get(c), na_rep if isinstance(na_rep, str) else na_rep.get(c, "-"))
                     for c in frame.columns}

@@ -1,6 +1,5 @@
-"""Teachers as a run needs them: the published CIFAR-100 checkpoints, frozen (paper and consistent profiles),
-or small stand-ins trained here from scratch, once per profile and shared by every run (smoke profile).
-"""
+"""Teachers as a run needs them: the published CIFAR-100 checkpoints, frozen (paper and consistent profiles), or small
+stand-ins trained here from scratch, once per profile and shared by every run (smoke profile)."""
 from __future__ import annotations
 
 import dataclasses
@@ -18,6 +17,7 @@ from .config import RunConfig, Views, check_flag, profile_config
 from .data import Splits, load_splits
 from .losses import LOSSES
 from .models import create_teacher, load_public_weights
+from .precision import created_in
 from .train import EpochRecord, FitConfig, fit, resolve_device, summarize
 
 # A teacher trained here sees the standard CIFAR views (pad 4, crop 32, flip) of the 32x32 image.
@@ -41,6 +41,7 @@ class TeacherTraining:
     dataset: str
     data_dir: str | None
     synthetic_size: int
+    synthetic_classes: int
     model_scale: str
     epochs: int
     lr: float
@@ -50,9 +51,10 @@ class TeacherTraining:
 
     @classmethod
     def of(cls, config: RunConfig, name: str) -> "TeacherTraining":
-        return cls(config.profile, name, config.dataset, config.data_dir, config.synthetic_size,
-                   config.model_scale, config.teacher_epochs, config.teacher_lr, config.teacher_batch_size,
-                   config.teacher_seed, config.precision)
+        return cls(profile=config.profile, name=name, dataset=config.dataset, data_dir=config.data_dir,
+                   synthetic_size=config.synthetic_size, synthetic_classes=config.synthetic_classes,
+                   model_scale=config.model_scale, epochs=config.teacher_epochs, lr=config.teacher_lr,
+                   batch_size=config.teacher_batch_size, seed=config.teacher_seed, precision=config.precision)
 
     @property
     def run_id(self) -> str:
@@ -94,17 +96,21 @@ def load_or_train_teacher(training: TeacherTraining, device: str = "auto", split
         info = files.read_json(info_path)
         state = checkpoints.load(weights)
         if checkpoints.weights_digest(state) == info["weights"]:
-            model = create_teacher(training.name, info["num_classes"], training.model_scale)
+            with created_in(training.precision):   # as it was trained: an fp64 teacher never passes through fp32
+                model = create_teacher(training.name, info["num_classes"], training.model_scale)
             model.load_state_dict(state)
-            return LoadedTeacher(training.name, model.to(next(iter(state.values())).dtype), info["weights"], info)
+            return LoadedTeacher(training.name, model, info["weights"], info)
         warnings.warn(f"teacher checkpoint {weights} does not match its recorded hash; training it again")
     resolved = resolve_device(device)   # a bad device or missing data fails here, before anything is deleted
-    if splits is None:
-        splits = load_splits(_as_run_config(training))
+    if splits is None:   # the data options of `training`
+        splits = load_splits(profile_config(training.profile, dataset=training.dataset, data_dir=training.data_dir,
+                                            synthetic_size=training.synthetic_size,
+                                            synthetic_classes=training.synthetic_classes))
     if force and folder.exists():
         shutil.rmtree(folder)
     torch.manual_seed(training.seed)   # the same initial weights whatever the process ran before
-    model = create_teacher(training.name, splits.num_classes, training.model_scale)
+    with created_in(training.precision):
+        model = create_teacher(training.name, splits.num_classes, training.model_scale)
     result = fit(model, splits, LOSSES["baseline"], training.fit_config(resolved), checkpoint=folder / "resume.pt",
                  on_epoch=on_epoch)
     state = {k: v.cpu() for k, v in result.model.state_dict().items()}
@@ -115,9 +121,3 @@ def load_or_train_teacher(training: TeacherTraining, device: str = "auto", split
     files.write_json(info_path, info)                     # written last: marks the teacher complete
     (folder / "resume.pt").unlink(missing_ok=True)
     return LoadedTeacher(training.name, result.model.cpu(), info["weights"], info)
-
-
-def _as_run_config(training: TeacherTraining) -> RunConfig:
-    """The data options of `training` as a RunConfig, for load_splits."""
-    return profile_config(training.profile, dataset=training.dataset, data_dir=training.data_dir,
-                          synthetic_size=training.synthetic_size)

@@ -1,12 +1,11 @@
 """Where KD gets its teacher logits while the student trains: the one module for it.
 
-Two options decide it. `teacher_input`: each teacher sees the clean image through its own eval pipeline (the
-authors' code: the targets are fixed, one logit vector per image) or the student's own augmented view
-(consistent teaching, ours; Beyer et al., the report's ref. [3]). `teacher_mode`: the logits are computed once
-and looked up exactly (`cache`: per image, or per (image, view) over all 162 views of a 32x32 image) or the
-teachers run on every batch (`online`). Both give the same numbers: online logits are rounded to the cache's
-fp16, and a test checks cache == online. A cache carries a fingerprint (teacher weights, data, views, autocast,
-pipeline, dtype) and checksums; nothing stale or damaged is used.
+Two options decide it. `teacher_input`: each teacher sees the clean image through its own eval pipeline (the authors'
+code: the targets are fixed, one logit vector per image) or the student's own augmented view (consistent teaching, ours;
+Beyer et al., the report's ref. [3]). `teacher_mode`: the logits are computed once and looked up exactly (`cache`: per
+image, or per (image, view) over all 162 views of a 32x32 image) or the teachers run on every batch (`online`). Both
+give the same numbers: online logits are rounded to the cache's fp16, and a test checks cache == online. A cache carries
+a fingerprint (teacher weights, data, views, autocast, pipeline, dtype) and checksums; nothing stale or damaged is used.
 """
 from __future__ import annotations
 
@@ -24,6 +23,7 @@ from tqdm import tqdm
 from . import files, paths
 from .config import RunConfig, Views
 from .data import Split, Splits, apply_views
+from .losses import order_dependent, true_class_probability
 from .precision import autocast_for, autocast_name
 from .teachers import LoadedTeacher, TeacherTraining, load_teacher
 
@@ -43,16 +43,10 @@ QUIET = functools.partial(tqdm, disable=None, leave=False)   # a bar on a termin
 class OnlineTeachers:
     """Runs the frozen teachers on every batch; logits rounded to the cache dtype so both modes agree."""
 
-    def __init__(self, teachers: list[nn.Module], names: list[str], teacher_input: str, train: Split,
-                 precision: str):
+    def __init__(self, teachers: list[nn.Module], names: list[str], teacher_input: str, train: Split, precision: str):
         self.teachers = [t.eval().requires_grad_(False) for t in teachers]
-        self.names, self.teacher_input, self.train = names, teacher_input, train
-        self.precision = precision
-        self._passes = 0
-
-    @property
-    def forward_passes(self) -> int:
-        return self._passes
+        self.names, self.teacher_input, self.train, self.precision = names, teacher_input, train, precision
+        self.forward_passes = 0
 
     def graph_blocker(self) -> str | None:
         return "online teachers count their forward passes in Python, which a replay would skip"
@@ -60,23 +54,18 @@ class OnlineTeachers:
     @torch.no_grad()
     def __call__(self, indices: Tensor, view_ids: Tensor, views: Tensor) -> Tensor:
         images = views if self.teacher_input == "student_view" else self.train.images[indices]   # float | uint8
-        self._passes += len(self.teachers) * len(indices)
+        self.forward_passes += len(self.teachers) * len(indices)
         return torch.stack([teacher_forward(t, images, self.precision) for t in self.teachers]).float()
 
 
 class CachedTeachers:
-    """Looks teacher logits up by image index (clean input) or (image index, view id): no forward passes.
+    """Looks teacher logits up by image index (clean input) or (image index, view id): no forward passes. A cache too
+    large for the GPU stays in host memory: the batch is gathered there and copied in one transfer (pinned) per step."""
 
-    A cache too large for the GPU stays in host memory: the batch is gathered there and copied in one
-    transfer (pinned) per step.
-    """
+    forward_passes = 0
 
     def __init__(self, caches: list["TeacherLogitCache"], names: list[str], device: torch.device):
         self.caches, self.names, self.device = caches, names, device
-
-    @property
-    def forward_passes(self) -> int:
-        return 0
 
     def graph_blocker(self) -> str | None:
         if any(cache.train.device.type != "cuda" for cache in self.caches):
@@ -143,8 +132,7 @@ class TeacherLogitCache:
             path = folder / f"{split_name}.npy"
             with files.atomic_path(path) as tmp:
                 out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=shape)
-                _fill(out, model, split, count, views, device, precision, batch_size, f"{desc} {split_name}",
-                      progress)
+                _fill(out, model, split, count, views, device, precision, batch_size, f"{desc} {split_name}", progress)
                 out.flush()
                 del out
             info[split_name] = {"bytes": path.stat().st_size, "digest": files.digest(path), "shape": list(shape)}
@@ -169,18 +157,12 @@ def teacher_logits(config: RunConfig, splits: Splits, device: torch.device
     names = list(config.teachers)
     if config.teacher_mode == "online":
         models = [prepare_teacher(t.model, device) for t in loaded]
-        source: OnlineTeachers | CachedTeachers = OnlineTeachers(models, names, config.teacher_input, splits.train.to(device),
-                                               config.precision)
-        record = {"teachers": {t.name: teacher_accuracy(m, splits, device, config.precision)
-                               for t, m in zip(loaded, models)}}
-        return source, record
-    caches, passes = [], 0
-    for teacher in loaded:
-        cache, built = load_or_build_cache(config, teacher, splits, device)
-        caches.append(cache)
-        passes += built
+        return OnlineTeachers(models, names, config.teacher_input, splits.train.to(device), config.precision), {
+            "teachers": {t.name: teacher_accuracy(m, splits, device, config.precision) for t, m in zip(loaded, models)}}
+    built = [load_or_build_cache(config, teacher, splits, device) for teacher in loaded]
+    caches = [cache for cache, _ in built]
     record = {"teachers": {t.name: _cached_accuracy(c, splits) for t, c in zip(loaded, caches)},
-              "cache_build_passes": passes, "cache_bytes": sum(c.nbytes for c in caches)}
+              "cache_build_passes": sum(passes for _, passes in built), "cache_bytes": sum(c.nbytes for c in caches)}
     return CachedTeachers(caches, names, device), record
 
 
@@ -188,8 +170,6 @@ def method3_ties(config: RunConfig, splits: Splits, device: torch.device, chunk:
     """How often Method 3's choice of teacher depends on the teachers' order, over the cached training logits of
     `config.teachers` (every cached view of every image): the percentage of samples where two or more teachers
     share the highest true-class probability, and of samples where they share it at exactly 1.0."""
-    from .losses import order_dependent, true_class_probability
-
     caches = teacher_logits(config, splits, device)[0].caches
     temperature = 1.0 if config.confidence_temperature == "one" else config.temperature
     samples = tied = at_one = 0
@@ -210,9 +190,9 @@ def cache_key(config: RunConfig, name: str) -> tuple:
     """What teacher `name`'s cache for `config` is made from, known before any weight or image is read: runs
     with equal keys read one cache, which cakd.reproduce builds once, in a task of its own."""
     weights = TeacherTraining.of(config, name) if config.teacher_weights == "train" else "public"
-    return (name, config.profile, config.dataset, config.data_dir, config.synthetic_size, config.model_scale,
-            weights, config.teacher_input, config.views if config.teacher_input == "student_view" else None,
-            config.precision)
+    return (name, config.profile, config.dataset, config.data_dir, config.synthetic_size, config.synthetic_classes,
+            config.model_scale, weights, config.teacher_input,
+            config.views if config.teacher_input == "student_view" else None, config.precision)
 
 
 def load_or_build_cache(config: RunConfig, teacher: LoadedTeacher, splits: Splits, device: torch.device,
@@ -229,17 +209,15 @@ def load_or_build_cache(config: RunConfig, teacher: LoadedTeacher, splits: Split
         except (StaleCacheError, ValueError) as e:   # never use it: say why, rebuild from scratch
             warnings.warn(str(e))
             shutil.rmtree(folder)
-    cache = TeacherLogitCache.build(folder, teacher.model, splits, fingerprint, config.teacher_input,
-                                    config.views, device, config.precision, desc=f"cache {teacher.name}",
-                                    progress=progress)
+    cache = TeacherLogitCache.build(folder, teacher.model, splits, fingerprint, config.teacher_input, config.views,
+                                    device, config.precision, desc=f"cache {teacher.name}", progress=progress)
     return cache, cache.forward_passes
 
 
 def teacher_forward(model: nn.Module, images: Tensor, precision: str) -> Tensor:
-    """A frozen teacher's logits, rounded to the cache dtype: cache and online teaching train identically.
-
-    uint8 images are clean: the teacher's PIL transform makes its input (`Classifier.forward_clean`); float images
-    are the student's views and go through its pipeline on the device."""
+    """A frozen teacher's logits, rounded to the cache dtype: cache and online teaching train identically. uint8 images
+    are clean: the teacher's PIL transform makes its input (`Classifier.forward_clean`); float images are the student's
+    views and go through its pipeline on the device."""
     with autocast_for(images.device, precision):
         logits = (model.forward_clean(images) if images.dtype == torch.uint8 else model(images)).float()
     return logits.to(CACHE_DTYPE)
@@ -291,8 +269,4 @@ def prepare_teacher(model: nn.Module, device: torch.device) -> nn.Module:
 
 
 def _fits(array: Tensor, device: torch.device) -> bool:
-    if device.type != "cuda":
-        return False
-    free, _ = torch.cuda.mem_get_info(device)
-    return array.numel() * array.element_size() < 0.5 * free
-
+    return device.type == "cuda" and array.numel() * array.element_size() < 0.5 * torch.cuda.mem_get_info(device)[0]

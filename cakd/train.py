@@ -1,12 +1,11 @@
 """The training loop (report section 4.1, the authors' recipe): one `fit` for students and the smoke teachers.
 
-Data and augmentation stay on the device; the step has no host sync (per-epoch sums stay on the device);
-mixed precision and channels_last on CUDA, fp32 or fp64 on a CPU. The learning rate follows CosineAnnealingLR
-stepped once per epoch (the authors' Lightning default); training stops early when validation accuracy has
-not improved for `patience` epochs; the reported number is the test accuracy of the best-validation epoch.
-Every epoch ends with an atomic checkpoint holding everything needed to resume bitwise, and hands its record
-to `on_epoch` (progress is data: whoever runs the loop decides how to show it).
-"""
+Data and augmentation stay on the device; the step has no host sync (per-epoch sums stay on the device); mixed precision
+and channels_last on CUDA, fp32 or fp64 on a CPU. The learning rate follows CosineAnnealingLR stepped once per epoch
+(the authors' Lightning default); training stops early when validation accuracy has not improved for `patience` epochs;
+the reported number is the test accuracy of the best-validation epoch. Every epoch ends with an atomic checkpoint
+holding everything needed to resume bitwise, and hands its record to `on_epoch` (progress is data: whoever runs the loop
+decides how to show it)."""
 from __future__ import annotations
 
 import dataclasses
@@ -91,11 +90,9 @@ def resolve_device(device: str) -> torch.device:
 def fit(model: nn.Module, splits: Splits, step_loss: StepLoss, cfg: FitConfig, *,
         teachers: TeacherLogits | None = None, checkpoint: Path | None = None,
         on_epoch: Callable[[EpochRecord], None] | None = None) -> FitResult:
-    """Train `model` on splits.train; returns the per-epoch history. Resumes from `checkpoint` if present.
-
-    `teachers` supplies teacher logits for each batch (cache or online); the loop does not care which, and
-    records their cumulative forward passes in the history. `on_epoch` receives each epoch's record.
-    """
+    """Train `model` on splits.train; returns the per-epoch history. Resumes from `checkpoint` if present. `teachers`
+    supplies teacher logits for each batch (cache or online); the loop does not care which, and records their cumulative
+    forward passes in the history. `on_epoch` receives each epoch's record."""
     configure_threads()
     device = cfg.device
     torch.manual_seed(cfg.seed)
@@ -108,12 +105,11 @@ def fit(model: nn.Module, splits: Splits, step_loss: StepLoss, cfg: FitConfig, *
     generator = torch.Generator().manual_seed(cfg.seed)   # data order and views: CPU, reproducible anywhere
     history: list[EpochRecord] = []
     seconds = 0.0
+    stateful = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "scaler": scaler}
     if checkpoint is not None and checkpoint.exists():
         state = checkpoints.load(checkpoint, map_location=device)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
+        for name, part in stateful.items():
+            part.load_state_dict(state[name])
         generator.set_state(state["generator"].cpu())
         torch.set_rng_state(state["torch_rng"].cpu())
         if device.type == "cuda" and "cuda_rng" in state:
@@ -122,8 +118,7 @@ def fit(model: nn.Module, splits: Splits, step_loss: StepLoss, cfg: FitConfig, *
     passes_before = int(history[-1].get("teacher_passes", 0)) if history else 0
 
     forward = torch.compile(model) if cfg.compile else model
-    train = splits.train.to(device)
-    val, test = splits.val.to(device), splits.test.to(device)
+    train, val, test = splits.train.to(device), splits.val.to(device), splits.test.to(device)
     # The last incomplete batch is dropped (the order is reshuffled each epoch): a batch of 1 breaks BatchNorm.
     seen = len(train) // cfg.batch_size * cfg.batch_size
     while len(history) < cfg.epochs and not _patience_spent(history, cfg.patience):
@@ -135,18 +130,17 @@ def fit(model: nn.Module, splits: Splits, step_loss: StepLoss, cfg: FitConfig, *
         sums = train_epoch(forward, optimizer, step_loss, train, order.to(device), view_ids.to(device), cfg,
                            teachers=teachers, autocast=autocast, scaler=scaler, dtype=dtype)
         scheduler.step()                                                   # per epoch, as Lightning does
-        record = {"epoch": len(history) + 1, "lr": lr}
-        record.update(_flatten({k: v / seen for k, v in sums.items()}))   # one host sync per epoch
-        record["val_acc"] = evaluate(forward, val, cfg.views, cfg.eval_batch_size, autocast, dtype)
-        record["test_acc"] = evaluate(forward, test, cfg.views, cfg.eval_batch_size, autocast, dtype)
+        record = {"epoch": len(history) + 1, "lr": lr,
+                  **flatten({k: v / seen for k, v in sums.items()}),   # one host sync per epoch
+                  "val_acc": evaluate(forward, val, cfg.views, cfg.eval_batch_size, autocast, dtype),
+                  "test_acc": evaluate(forward, test, cfg.views, cfg.eval_batch_size, autocast, dtype)}
         seconds += time.perf_counter() - start
         record["seconds"] = seconds
         if teachers is not None:
             record["teacher_passes"] = passes_before + teachers.forward_passes
         history.append(record)
         if checkpoint is not None:
-            checkpoints.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                              "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
+            checkpoints.save({**{name: part.state_dict() for name, part in stateful.items()},
                               "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
                               **({"cuda_rng": torch.cuda.get_rng_state()} if device.type == "cuda" else {}),
                               "history": history, "seconds": seconds}, checkpoint)
@@ -181,13 +175,11 @@ def train_epoch(forward: Callable[[Tensor], Tensor], optimizer: torch.optim.Opti
                 train: Split, order: Tensor, view_ids: Tensor, cfg: FitConfig, *,
                 teachers: TeacherLogits | None = None, autocast: AbstractContextManager | None = None,
                 scaler: torch.amp.GradScaler | None = None, dtype: torch.dtype = torch.float32) -> dict[str, Tensor]:
-    """One optimisation step (`train_step`) per full batch of `order` (device indices into `train`, with their
-    view ids). Returns the running sums of loss, train accuracy and diagnostics, still on the device: no host sync.
-
-    On CUDA with `cfg.cuda_graph`, the step is captured once as a CUDA graph and replayed (cakd.graphed); where
-    it cannot be (fp16, compile, online or host-resident teachers) it runs eagerly, with a warning saying why.
-    `fit` calls it once per epoch; `cakd.bench` times it.
-    """
+    """One optimisation step (`train_step`) per full batch of `order` (device indices into `train`, with their view
+    ids); returns the running sums of loss, train accuracy and diagnostics, on the device (no host sync). On CUDA with
+    `cfg.cuda_graph` the step is captured once as a CUDA graph and replayed (cakd.graphed), else (fp16, compile, online
+    or host-resident teachers) it runs eagerly with a warning saying why. `fit` calls it once per epoch; `cakd.bench`
+    times it."""
     b = cfg.batch_size
     batches = [(order[first:first + b], view_ids[first:first + b]) for first in range(0, len(order) // b * b, b)]
     blocker = graphed.graph_blocker(cfg.device, cfg.precision, cfg.compile, teachers) if cfg.cuda_graph else "off"
@@ -209,7 +201,7 @@ def train_epoch(forward: Callable[[Tensor], Tensor], optimizer: torch.optim.Opti
     for indices, views in batches:
         for key, value in train_step(forward, optimizer, step_loss, train, indices, views, cfg.views,
                                      teachers=teachers, autocast=autocast, scaler=scaler, dtype=dtype).items():
-            _accumulate(sums, key, value)
+            sums[key] = sums[key] + value if key in sums else value
     return sums
 
 
@@ -276,18 +268,10 @@ def _patience_spent(history: list[dict[str, float]], patience: int) -> bool:
     return len(history) - 1 - best >= patience
 
 
-def _accumulate(sums: dict[str, Tensor], key: str, value: Tensor) -> None:
-    sums[key] = sums[key] + value if key in sums else value
-
-
-def _flatten(values: dict[str, Tensor]) -> dict[str, float]:
-    """{'teacher_weights': tensor([a, b])} -> {'teacher_weights.0': a, 'teacher_weights.1': b}."""
+def flatten(values: dict[str, Tensor]) -> dict[str, float]:
+    """{'teacher_weights': tensor([a, b])} -> {'teacher_weights.0': a, 'teacher_weights.1': b}, in float64."""
     flat: dict[str, float] = {}
     for key, value in values.items():
-        value = value.double().cpu()
-        if value.dim() == 0:
-            flat[key] = value.item()
-        else:
-            flat.update({f"{key}.{i}": v for i, v in enumerate(value.tolist())})
+        value = value.double().cpu().tolist()
+        flat.update({f"{key}.{i}": v for i, v in enumerate(value)} if isinstance(value, list) else {key: value})
     return flat
-

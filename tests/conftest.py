@@ -4,6 +4,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
+from pathlib import Path
 import urllib.error
 
 import pytest
@@ -94,6 +95,21 @@ def no_cifar_download(monkeypatch):
 
 # ----------------------------------------------------------------------------- trained smoke teachers, once
 
+def _made_once(tmp_path_factory, name: str, make) -> Path:
+    """`make(folder)` run once for the whole pytest run; returns the folder. The xdist workers share it: the
+    first to come makes it, under a file lock, and the others wait and reuse it."""
+    from filelock import FileLock
+
+    shared = tmp_path_factory.getbasetemp()
+    shared = shared.parent if os.environ.get("PYTEST_XDIST_WORKER") else shared   # the workers' common folder
+    base = shared / name
+    with FileLock(str(shared / f"{name}.lock")):
+        if not (base / "ready").exists():
+            make(base)
+            (base / "ready").touch()
+    return base
+
+
 @pytest.fixture(scope="session")
 def session_teachers(tmp_path_factory):
     """The tiny teachers of `support.SESSION_TEACHERS`, trained once per pytest run into a session cache.
@@ -108,20 +124,49 @@ def session_teachers(tmp_path_factory):
     from cakd.data import load_splits
     from cakd.teachers import load_teacher
 
-    base = tmp_path_factory.mktemp("session-teachers")
-    homes = {env: str(base / name) for env, name in
-             ((paths.RESULTS_ENV, "results"), (paths.CACHE_ENV, "cache"), (paths.DATA_ENV, "data"))}
-    threads = torch.get_num_threads()
-    with mock.patch.dict(os.environ, homes):
-        torch.set_num_threads(TORCH_THREADS)
-        try:
-            config = smoke_config(method="ca_wkd", teachers=SESSION_TEACHERS)
-            splits = load_splits(config)
-            for name in SESSION_TEACHERS:
-                load_teacher(config, name, splits)
-        finally:
-            torch.set_num_threads(threads)
-    return base / "cache" / "smoke" / "teachers"
+    def train(base):
+        config = smoke_config(method="ca_wkd", teachers=SESSION_TEACHERS)
+        homes = {env: str(base / folder) for env, folder in
+                 ((paths.RESULTS_ENV, "results"), (paths.CACHE_ENV, "cache"), (paths.DATA_ENV, "data"))}
+        threads = torch.get_num_threads()
+        with mock.patch.dict(os.environ, homes):
+            torch.set_num_threads(TORCH_THREADS)
+            try:
+                splits = load_splits(config)
+                for teacher in SESSION_TEACHERS:
+                    load_teacher(config, teacher, splits)
+            finally:
+                torch.set_num_threads(threads)
+    return _made_once(tmp_path_factory, "session-teachers", train) / "cache" / "smoke" / "teachers"
+
+
+# Run in the goldens' own environment (cakd.goldens.PINNED), as a golden's kernel would train them.
+TRAIN_GOLDEN_TEACHERS = """
+from cakd.config import profile_config
+from cakd.data import load_splits
+from cakd.goldens import GOLDEN_SETTINGS, GOLDENS
+from cakd.teachers import load_teacher
+config = profile_config("smoke", **{k: v for k, v in GOLDEN_SETTINGS.items() if k != "epochs"})
+splits = load_splits(config)
+for name in sorted({t for _, parameters in GOLDENS.values() for t in parameters.get("teachers") or ()}):
+    load_teacher(config, name, splits)
+"""
+
+
+@pytest.fixture(scope="session")
+def golden_cache(tmp_path_factory):
+    """The cache home every golden and mutation test shares: the teachers of the student goldens, trained once in
+    a process with the goldens' environment (each golden's kernel then loads them, and builds or reuses the logit
+    caches there; the teachers golden trains the other two itself)."""
+    import subprocess
+    import sys
+
+    from cakd.goldens import golden_environment
+
+    def train(base):   # every core: the workers wait for it (and under the pins the thread count changes nothing)
+        env = {**golden_environment(base / "results", base / "cache"), "CAKD_THREADS": str(os.cpu_count() or 1)}
+        subprocess.run([sys.executable, "-c", TRAIN_GOLDEN_TEACHERS], env=env, check=True, cwd=base.parent)
+    return _made_once(tmp_path_factory, "golden-cache", train) / "cache"
 
 
 @pytest.fixture

@@ -9,6 +9,8 @@ from cakd.manifest import all_rows
 
 TINY = dict(batch_size=4, steps=1, warmup=1, train_images=16, teacher_batch_size=4, eval_batch_size=8,
             loader_workers=0)
+pytestmark = pytest.mark.xdist_group("bench")   # one worker builds the module fixture, not each
+
 TINY_PAPER = dict(model_scale="tiny", teacher_weights="train", resize=36, crop=32)   # the smoke sizes
 
 
@@ -30,6 +32,7 @@ def records(tmp_path_factory):
         torch.set_num_threads(threads)
 
 
+@pytest.mark.slow   # the tiny benchmarks of `records`
 def test_benchmark_writes_the_record_it_returns_as_json(records):
     result, out = records["smoke"]
     assert json.loads(out.read_text()) == json.loads(json.dumps(result))
@@ -37,6 +40,7 @@ def test_benchmark_writes_the_record_it_returns_as_json(records):
     assert result["settings"]["batch_size"] == 4 and result["settings"]["repeats"] == 2
 
 
+@pytest.mark.slow   # the tiny benchmarks of `records`
 def test_clean_image_profiles_time_the_authors_pipeline_and_the_consistent_profile_online_teachers(records):
     # on a CPU there is no graphed step, so no eager twin of the cached-KD pipeline
     assert list(records["paper"][0]["pipelines"]) == ["plain", "kd_cached", "authors"]
@@ -44,6 +48,7 @@ def test_clean_image_profiles_time_the_authors_pipeline_and_the_consistent_profi
     assert list(records["consistent"][0]["pipelines"]) == ["plain", "kd_cached", "kd_online"]
 
 
+@pytest.mark.slow   # the tiny benchmarks of `records`
 def test_every_pipeline_has_a_positive_rate_and_memory_and_is_eager_on_a_cpu(records):
     for result, _ in records.values():
         for timing in result["pipelines"].values():
@@ -53,6 +58,7 @@ def test_every_pipeline_has_a_positive_rate_and_memory_and_is_eager_on_a_cpu(rec
             assert timing["images_seen"] == 4 * (1 + 2 * (2 + 1))
 
 
+@pytest.mark.slow   # the tiny benchmarks of `records`
 def test_ratios_are_the_ones_whose_pipelines_were_timed(records):
     assert set(records["paper"][0]["ratios"]) == {"optimized/authors", "KD/plain"}
     assert set(records["consistent"][0]["ratios"]) == {"KD/plain", "cached/online"}
@@ -62,6 +68,7 @@ def test_ratios_are_the_ones_whose_pipelines_were_timed(records):
     assert set(result["targets"]) == {"optimized/authors", "KD/plain"}
 
 
+@pytest.mark.slow   # the tiny benchmarks of `records`
 def test_cached_kd_runs_no_teacher_and_online_pipelines_run_each_of_the_three_once_per_image(records):
     passes = {profile: {name: t["teacher_passes_per_image"] for name, t in result["pipelines"].items()}
               for profile, (result, _) in records.items()}
@@ -69,6 +76,7 @@ def test_cached_kd_runs_no_teacher_and_online_pipelines_run_each_of_the_three_on
     assert passes["consistent"] == {"plain": 0, "kd_cached": 0, "kd_online": 3}
 
 
+@pytest.mark.slow   # the tiny benchmarks of `records`
 def test_the_teachers_of_every_manifest_row_and_the_student_eval_are_timed(records):
     teachers = sorted({t for row in all_rows() for t in row.params.get("teachers", [])})
     for result, _ in records.values():
@@ -85,6 +93,7 @@ def test_an_unknown_or_bad_setting_is_refused_with_its_name():
         bench.run_benchmark("cpu", "smoke", out="bench.md")
 
 
+@pytest.mark.slow
 def test_the_bench_command_writes_the_file_named_by_out(tmp_path):
     from cakd.__main__ import main
 

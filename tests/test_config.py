@@ -162,7 +162,8 @@ HASH_BASE = dict(method="ca_wkd", teachers=(D, R18), teacher_weights="train", te
 # A valid different value for every option.
 CHANGED = {
     "profile": "paper", "method": "alpha_guided", "teachers": (D, R50), "seed": 1, "dataset": "cifar100",
-    "data_dir": "/somewhere", "synthetic_size": 600, "augment": "none", "resize": 240, "pad": 2, "crop": 200,
+    "data_dir": "/somewhere", "synthetic_size": 600, "synthetic_classes": 10, "augment": "none", "resize": 240,
+    "pad": 2, "crop": 200,
     "student": "cifar_mobilenetv2", "model_scale": "tiny", "epochs": 3, "patience": 3, "batch_size": 64,
     "lr": 3e-3, "weight_decay": 0.0, "schedule": "constant", "cosine_t_max": 50, "eta_min": 1e-5,
     "precision": "fp32", "teacher_input": "student_view", "teacher_mode": "cache", "teacher_weights": "public",

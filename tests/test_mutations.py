@@ -1,56 +1,94 @@
-"""The goldens bite: each listed change of the mathematics turns at least one golden red.
+"""The goldens bite: each change below, of the formulas or of the training loop, turns a golden red through a value
+it compares (nbval's output mismatch for the expected cell), not through a crash of the patched code.
 
-Each mutation is applied inside the golden's kernel through a `sitecustomize` module on PYTHONPATH (a
-monkeypatch of cakd at interpreter start), and nbval stops at the first failing cell (`-x`): the fixed-batch
-probe comes before any training, so a mutation costs a kernel start, not a training run.
+A mutation is applied inside the golden's kernel by a `sitecustomize` module on PYTHONPATH (a monkeypatch of
+cakd at interpreter start). nbval stops at the first failing cell (`-x`): a change of the mathematics shows in
+the fixed-batch probe, before any training; a change of the training loop in the training metrics.
 """
 import textwrap
 
+import nbformat
 import pytest
 
+from cakd.goldens import golden_path
 from test_golden import nbval
 
 pytestmark = [pytest.mark.notebook, pytest.mark.slow]
 
+PROBE, METRICS = "probe", "metrics"   # the cell that must differ: the fixed-batch probe, or the training metrics
 MUTATIONS = {
-    # every KD temperature doubled
-    "temperature_doubled": ("kd_densenet121", """
+    # ---- the mathematics
+    "temperature_doubled": ("kd_densenet121", PROBE, """
         import cakd.losses as L
         original = L.kl_per_sample
         L.kl_per_sample = lambda s, t, temperature: original(s, t, 2 * temperature)
     """),
-    # tau^2 dropped from the KL
-    "tau_squared_dropped": ("kd_densenet121", """
+    "tau_squared_dropped": ("kd_densenet121", PROBE, """
         import cakd.losses as L
         original = L.kl_per_sample
         L.kl_per_sample = lambda s, t, temperature: original(s, t, temperature) / temperature ** 2
     """),
-    # Method 3 choosing the least confident teacher
-    "m3_least_confident": ("m3_dr_t16", """
+    "m3_least_confident": ("m3_dr_t16", PROBE, """
         import cakd.losses as L
         L.most_confident = lambda p_true: p_true.argmin(0)
     """),
-    # Method 1's weights not normalised (no division by K - 1)
-    "m1_weights_not_normalised": ("m1_drv", """
+    "m1_weights_not_normalised": ("m1_drv", PROBE, """
         import cakd.losses as L
         original = L.teacher_weights
         L.teacher_weights = lambda t, y, **kw: original(t, y, **kw) * (t.shape[0] - 1)
     """),
-    # the cosine schedule replaced by a constant learning rate
-    "constant_lr": ("baseline", """
+    "constant_lr": ("baseline", PROBE, """
         import torch, cakd.train as T
         T.make_scheduler = lambda optimizer, *args: torch.optim.lr_scheduler.ConstantLR(optimizer, 1.0, 0)
+    """),
+    # ---- the training loop
+    "learns_nothing": ("baseline", METRICS, """
+        import torch
+        torch.optim.AdamW.step = lambda self, *args, **kwargs: None
+    """),
+    "wrong_labels": ("baseline", METRICS, """
+        import cakd.train as T
+        original = T.train_step
+        def shifted(forward, optimizer, step_loss, train, *args, **kwargs):
+            return original(forward, optimizer, step_loss, T.Split(train.images, train.labels.roll(1)), *args, **kwargs)
+        T.train_step = shifted
+    """),
+    "teachers_see_other_images": ("kd_densenet121", METRICS, """
+        import cakd.teaching as T
+        original = T.CachedTeachers.__call__
+        T.CachedTeachers.__call__ = lambda self, indices, view_ids, views: original(self, indices.roll(1), view_ids, views)
+    """),
+    "validation_on_the_test_split": ("baseline", METRICS, """
+        import dataclasses, cakd.runs as R
+        original = R.fit
+        R.fit = lambda model, splits, *args, **kwargs: original(model, dataclasses.replace(splits, val=splits.test),
+                                                               *args, **kwargs)
+    """),
+    "augmentation_off": ("baseline", METRICS, """
+        import cakd.data as D, cakd.train as T
+        T.random_views = lambda n, views, generator: D.centre_views(n, views)
     """),
 }
 
 
+def expected_cell(golden: str, role: str) -> int:
+    """nbval's number (among code cells) of the cell a mutation must change."""
+    code = [c for c in nbformat.read(golden_path(golden), as_version=4).cells if c.cell_type == "code"]
+    wanted = (lambda c: "loss_probe" in c.source) if role == PROBE else \
+        (lambda c: "cakd-metrics" in c.metadata.get("tags", []))
+    return next(i for i, c in enumerate(code) if wanted(c))
+
+
 @pytest.mark.parametrize("mutation", sorted(MUTATIONS))
-def test_mutation_turns_a_golden_red(mutation, tmp_path, monkeypatch):
-    golden, patch = MUTATIONS[mutation]
+def test_mutation_turns_a_golden_red_through_a_compared_value(mutation, tmp_path, golden_cache):
+    golden, role, patch = MUTATIONS[mutation]
     site = tmp_path / "site"
     site.mkdir()
     (site / "sitecustomize.py").write_text(textwrap.dedent(patch))
-    monkeypatch.setenv("PYTHONPATH", str(site))
-    done = nbval(golden, tmp_path / "results", tmp_path / "cache", "-x")
-    assert done.returncode == 1, f"{mutation} did not fail golden {golden}:\n{done.stdout[-3000:]}"
-    assert "1 failed" in done.stdout and "error" not in done.stdout.splitlines()[-1], done.stdout[-3000:]
+    done = nbval(golden, tmp_path / "results", golden_cache, "-x", pythonpath=[str(site)])
+    report = done.stdout
+    assert done.returncode == 1, f"{mutation} did not fail golden {golden}:\n{report[-3000:]}"
+    assert f"Cell {expected_cell(golden, role)}: Cell outputs differ" in report, report[-4000:]
+    # a patch that raised would show as nbval's exception report with the kernel's traceback, not as a mismatch
+    assert "Cell execution caused an exception" not in report, report[-4000:]
+    assert "Traceback (most recent call last)" not in report, report[-4000:]

@@ -11,6 +11,8 @@ from cakd import checkpoints, files, paths, train
 from cakd.runs import checkpoint_path, load_or_train
 from support import R18, SESSION_TEACHERS, smoke_config
 
+pytestmark = pytest.mark.xdist_group("resume")   # one worker builds the module fixture, not each
+
 TIMES = ("seconds", "train_seconds")
 # metrics.json records the cache passes spent by the process that finished the run: 0 when it found the cache
 # built (by the killed process, or by an earlier run). Work done, not a result: left out of the comparisons.
@@ -21,6 +23,7 @@ def _without_times(rows, dropped=TIMES):
     return [{k: v for k, v in row.items() if k not in dropped} for row in rows]
 
 
+@pytest.mark.slow
 def test_resumed_run_equals_uninterrupted_run_bitwise(smoke_teachers, monkeypatch):
     config = smoke_config(method="kd", teachers=[SESSION_TEACHERS[0]], epochs=3)
     reference = load_or_train(config)

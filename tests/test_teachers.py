@@ -38,6 +38,17 @@ def test_trained_teacher_is_loaded_not_retrained(smoke_teachers, monkeypatch):
     assert checkpoints.weights_digest(again.model.state_dict()) == checkpoints.weights_digest(first.model.state_dict())
 
 
+def test_a_float64_teacher_loads_as_it_was_trained_not_rounded_to_float32():
+    # a loaded teacher once went through float32 (load_state_dict into a float32 network, then .to(float64)):
+    # its logits, and every golden run reading them, moved by ~1e-8
+    training = _training(D, precision="fp64", synthetic_size=120, synthetic_classes=10)
+    trained = load_or_train_teacher(training)
+    loaded = load_or_train_teacher(training)
+    assert {t.dtype for t in loaded.model.state_dict().values() if t.is_floating_point()} == {torch.float64}
+    images = torch.rand(4, 3, 32, 32, dtype=torch.float64)
+    assert torch.equal(loaded.model.eval()(images), trained.model.eval()(images))
+
+
 def test_tampered_teacher_checkpoint_is_detected_and_retrained(smoke_teachers):
     training = _training()
     first = load_or_train_teacher(training)

@@ -236,8 +236,8 @@ def test_clean_input_run_makes_no_teacher_passes_while_training(smoke_teachers):
 @pytest.mark.slow
 @pytest.mark.parametrize("teacher_input", ["clean", "student_view"])
 def test_cache_and_online_runs_give_the_same_history(smoke_teachers, teacher_input):
-    # student views pad 1 / crop 32: 3 x 3 x 2 = 18 views, so the student-view cache is 400 x 18 per teacher
-    views = dict(resize=0, pad=1, crop=32)
+    # student views crop 32 of the unpadded image: 2 views (flipped or not), so the student-view cache is 400 x 2
+    views = dict(resize=0, pad=0, crop=32)
     cached = load_or_train(smoke_config(method="ca_wkd", teachers=SESSION_TEACHERS, teacher_input=teacher_input,
                                         **views))
     online = load_or_train(smoke_config(method="ca_wkd", teachers=SESSION_TEACHERS, teacher_input=teacher_input,
@@ -245,6 +245,9 @@ def test_cache_and_online_runs_give_the_same_history(smoke_teachers, teacher_inp
     assert cached.config.run_id != online.config.run_id               # two distinct runs in the registry
     for a, b in zip(_history_without_passes(cached), _history_without_passes(online), strict=True):
         assert a.keys() == b.keys()
+        # measured: equal to the last bit here (1 and 2 threads, AVX-512 and AVX2 kernels). The tolerance is for a
+        # CPU whose convolution depends on the batch (cache: whole splits, online: 32 images), where a teacher's
+        # logit can round the other way to float16 (2**-11 relative) in a few samples
         for key in a:
             assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-6), key
     assert cached.metrics["teacher_forward_passes"] == 0
@@ -256,13 +259,13 @@ def test_method3_ties_count_every_cached_sample_and_do_not_depend_on_the_chunk(s
     from cakd.data import load_splits
     from cakd.losses import order_dependent, true_class_probability
 
-    config = smoke_config(method="adaptive_alpha", teachers=SESSION_TEACHERS, resize=0, pad=1, crop=32,
-                          teacher_input="student_view")     # 18 views per image: views become samples
+    config = smoke_config(method="adaptive_alpha", teachers=SESSION_TEACHERS, resize=0, pad=0, crop=32,
+                          teacher_input="student_view")     # 2 views per image (flipped or not): views are samples
     data = load_splits(config)
     whole = teaching.method3_ties(config, data, CPU, chunk=10_000)
     assert whole == teaching.method3_ties(config, data, CPU, chunk=7)
-    assert whole["samples"] == 400 * 18
+    assert whole["samples"] == 400 * 2
     caches = teaching.teacher_logits(config, data, CPU)[0].caches
     logits = torch.stack([c.train.float().flatten(0, 1) for c in caches])
-    p_true = true_class_probability(logits, data.train.labels.repeat_interleave(18))
+    p_true = true_class_probability(logits, data.train.labels.repeat_interleave(2))
     assert whole["tied_pct"] == pytest.approx(100 * order_dependent(p_true).double().mean().item())

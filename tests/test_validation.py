@@ -82,9 +82,38 @@ PAPERMILL_CASES = [
 ]
 
 
-@pytest.mark.notebook
+def _check_message(message, field, value, allowed):
+    assert re.search(rf"\b{field}\b", message) and value in message and allowed in message, message
+
+
 @pytest.mark.parametrize("notebook, args, field, value, allowed", [c[1:] for c in PAPERMILL_CASES],
                          ids=[c[0] for c in PAPERMILL_CASES])
+def test_bad_notebook_parameter_stops_the_config_cell(notebook, args, field, value, allowed, isolated_homes):
+    """Every case in this process: the notebook's parameters cell, papermill's injected parameters (its own
+    translator) and its first code cell, executed as the kernel executes them."""
+    from papermill.translators import translate_parameters
+
+    from cakd.notebook import NotebookStop
+
+    code = [c.source for c in nbformat.read(paths.NOTEBOOKS / f"{notebook}.ipynb", as_version=4).cells
+            if c.cell_type == "code"]
+    parameters = papermill_cli_parameters("-p", "profile", "smoke", *args)
+    namespace: dict = {}
+    exec(code[0], namespace)
+    exec(translate_parameters("python", "python", parameters, "Parameters"), namespace)
+    with pytest.raises((NotebookStop, ValueError)) as error:
+        exec(code[1], namespace)
+    _check_message(str(error.value), field, value, allowed)
+    assert written(isolated_homes) == []          # no run, no teacher, no cache, no data
+
+
+# A kernel for one case of each kind of page (a run notebook, the teachers page, the results page)
+KERNEL_CASES = ("method3-unknown-name", "teachers-unknown-name", "results-seeds-0")
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("notebook, args, field, value, allowed",
+                         [c[1:] for c in PAPERMILL_CASES if c[0] in KERNEL_CASES], ids=KERNEL_CASES)
 def test_bad_notebook_parameter_stops_the_config_cell_before_any_work(notebook, args, field, value, allowed,
                                                                         isolated_homes, tmp_path):
     output, cwd = tmp_path / "out.ipynb", tmp_path / "cwd"
@@ -94,7 +123,7 @@ def test_bad_notebook_parameter_stops_the_config_cell_before_any_work(notebook, 
         execute(paths.NOTEBOOKS / f"{notebook}.ipynb", output, parameters, cwd)
     e = error.value
     assert e.ename in ("NotebookStop", "ValueError"), f"{e.ename}: {e.evalue}"
-    assert re.search(rf"\b{field}\b", e.evalue) and value in e.evalue and allowed in e.evalue, e.evalue
+    _check_message(e.evalue, field, value, allowed)
 
     # the failing cell is the first code cell after papermill's injected parameters, and nothing ran after it
     cells = [c for c in nbformat.read(output, as_version=4).cells   # less the error banners papermill adds
@@ -205,20 +234,37 @@ CLI_CASES = [
 ]
 
 
-@pytest.mark.slow   # one interpreter start (torch import) each
+def _check_one_error_line(code, err, out, command, field, value):
+    assert code == 2, err[-3000:]
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert lines[0].startswith(f"cakd {command}: error: ")
+    assert re.search(rf"\b{field}\b", lines[0]) and value in lines[0], lines[0]
+    assert out == ""                                            # nothing started, not even a log line
+
+
+# in this process (cakd.__main__.main); the interpreter's own start is the end-to-end case below
 @pytest.mark.parametrize("args, field, value", [c[1:] for c in CLI_CASES], ids=[c[0] for c in CLI_CASES])
-def test_bad_cli_argument_is_one_line_on_stderr_before_any_work(args, field, value, isolated_homes, tmp_path):
+def test_bad_cli_argument_is_one_line_on_stderr_before_any_work(args, field, value, isolated_homes, tmp_path,
+                                                                capsys, monkeypatch):
+    from cakd.__main__ import main
+
     pages_before = sorted(paths.BOOK_RUNS.glob("*")) if paths.BOOK_RUNS.exists() else None
     args, value = [a.format(tmp=tmp_path) for a in args], value.format(tmp=tmp_path)
-    out = run_cli(*args, env={"CUDA_VISIBLE_DEVICES": ""}, cwd=tmp_path)   # no GPU for any case
-    assert out.returncode == 2, out.stderr[-3000:]
-    lines = out.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in out.stderr, out.stderr
-    assert lines[0].startswith(f"cakd {args[0]}: error: ")
-    assert re.search(rf"\b{field}\b", lines[0]) and value in lines[0], lines[0]
-    assert out.stdout == ""                                     # nothing started, not even a log line
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)   # no GPU for any case
+    code = main(args)
+    out = capsys.readouterr()
+    _check_one_error_line(code, out.err, out.out, args[0], field, value)
     assert written(isolated_homes) == [] and list(tmp_path.iterdir()) == []
     assert (sorted(paths.BOOK_RUNS.glob("*")) if paths.BOOK_RUNS.exists() else None) == pages_before
+
+
+@pytest.mark.slow   # an interpreter start (torch import)
+def test_bad_cli_argument_from_the_shell_is_one_line_on_stderr(isolated_homes, tmp_path):
+    out = run_cli("config", "nope", cwd=tmp_path)
+    _check_one_error_line(out.returncode, out.stderr, out.stdout, "config", "row", "'nope'")
+    assert written(isolated_homes) == [] and list(tmp_path.iterdir()) == []
 
 
 ARGPARSE_CASES = [   # argparse's own errors: usage, then one `error:` line naming the option
@@ -227,12 +273,15 @@ ARGPARSE_CASES = [   # argparse's own errors: usage, then one `error:` line nami
 ]
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("args, option, value", [c[1:] for c in ARGPARSE_CASES], ids=[c[0] for c in ARGPARSE_CASES])
-def test_bad_cli_argument_type_is_argparse_usage_and_one_error_line(args, option, value, isolated_homes):
-    out = run_cli(*args)
-    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
-    lines = out.stderr.strip().splitlines()
+def test_bad_cli_argument_type_is_argparse_usage_and_one_error_line(args, option, value, isolated_homes, capsys):
+    from cakd.__main__ import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(args)
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and "Traceback" not in err, err
+    lines = err.strip().splitlines()
     assert lines[0].startswith("usage: python -m cakd") and all(line.startswith(" ") for line in lines[1:-1])
     assert lines[-1].startswith(f"python -m cakd {args[0]}: error: argument {option}") and value in lines[-1]
     assert written(isolated_homes) == []
