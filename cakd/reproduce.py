@@ -379,7 +379,7 @@ def _save_page(name: str, page: str | None, error: str | None, stamp: dict[str, 
         banner = profile_note(profile).banner
         title.source = "\n\n".join(filter(None, [heading, banner and f"```{{warning}}\n{banner}\n```", text.strip()]))
         nb.metadata["cakd"] = stamp if error is None else {**stamp, "failed": True}
-        nbformat.write(nb, _page(name))
+        files.write_text(_page(name), nbformat.writes(nb))   # atomic; makes book/runs/
     return Outcome(name, None, "done" if error is None else "FAILED", seconds, error=error)
 
 
@@ -394,7 +394,7 @@ def _write_placeholders(profile: str) -> None:
             nb.cells.append(nbformat.v4.new_markdown_cell(
                 f"# {title}\n\nNot run yet for the `{profile}` profile. To run it and rebuild the book:\n\n"
                 f"```bash\n{command}\n```\n"))
-            nbformat.write(nb, _page(name))
+            files.write_text(_page(name), nbformat.writes(nb))   # atomic; makes book/runs/
 
 
 def _page(name: str) -> Path:

@@ -57,7 +57,7 @@ def tiny_manifest(tmp_path, monkeypatch):
     monkeypatch.setattr(paths, "NOTEBOOKS", notebooks)
     monkeypatch.setattr(paths, "BOOK_RUNS", tmp_path / "runs")
     monkeypatch.setattr(paths, "PACKAGE", shutil.copytree(paths.PACKAGE, tmp_path / "cakd"))
-    paths.BOOK_RUNS.mkdir()
+    # book/runs/ is not made here: reproduce makes it, as on a fresh clone
     ray_files = tempfile.mkdtemp(prefix="r", dir="/tmp")   # short: pytest's own folders are too deep for it
     monkeypatch.setenv("RAY_TMPDIR", ray_files)
     yield ROWS
