@@ -437,7 +437,8 @@ def _bench(profile: str, force: bool, log: Log) -> list[str]:
 
 def build_book() -> int:
     """`jupyter-book build .` at the repository root; returns its exit code."""
-    return subprocess.run([sys.executable, "-m", "jupyter_book.cli.main", "build", "."], cwd=paths.ROOT).returncode
+    command = [sys.executable, "-c", "from jupyter_book.cli.main import main; main()", "build", "."]   # no __main__
+    return subprocess.run(command, cwd=paths.ROOT).returncode
 
 
 def describe(outcome: Outcome) -> str:

@@ -210,3 +210,16 @@ def test_bad_engine_flags_are_one_line_and_exit_2_before_any_work(args, message,
     assert err.startswith("cakd reproduce: error: ") and message in err, err
     assert not (tmp_path / "runs").exists()
     assert json.dumps(sorted(str(p) for p in isolated_homes["results"].rglob("*"))) == "[]"
+
+
+def test_the_book_command_is_jupyter_books_own(monkeypatch):
+    # `python -m jupyter_book.cli.main` (no __main__ block) once exited 0 without building anything
+    import subprocess
+
+    commands, run = [], subprocess.run
+    monkeypatch.setattr(subprocess, "run", lambda command, **kwargs: commands.append(command) or
+                        subprocess.CompletedProcess(command, 0))
+    assert reproduce.build_book() == 0
+    assert commands[0][-2:] == ["build", "."]
+    shown = run([*commands[0][:-2], "build", "--help"], capture_output=True, text=True)
+    assert shown.returncode == 0 and "Convert your book's or page's content to HTML" in shown.stdout, shown.stdout
