@@ -1,8 +1,10 @@
 """Nothing is lost: a run killed at any write resumes to the uninterrupted run's numbers; writes are atomic."""
-import json
+import contextlib
+import multiprocessing
 import os
-import subprocess
-import sys
+import shutil
+from pathlib import Path
+from unittest import mock
 
 import pytest
 import torch
@@ -48,6 +50,7 @@ def test_resumed_run_equals_uninterrupted_run_bitwise(smoke_teachers, monkeypatc
     assert _without_times([resumed.metrics], NOT_RESULTS) == _without_times([reference.metrics], NOT_RESULTS)
 
 
+@pytest.mark.slow
 def test_finished_run_is_loaded_not_retrained():
     config = smoke_config(method="baseline")
     first = load_or_train(config)
@@ -57,6 +60,7 @@ def test_finished_run_is_loaded_not_retrained():
     assert again.history == first.history       # the CSV round trip keeps every float exactly
 
 
+@pytest.mark.slow
 def test_force_retrains():
     config = smoke_config(method="baseline")
     load_or_train(config)
@@ -119,55 +123,73 @@ def test_corrupt_metrics_json_is_reported(tmp_path):
 #   student: checkpoint x 3 epochs (9, 10, 11), config.json (12), history.csv (13), metrics.json (14)
 KD = dict(method="kd", teachers=[R18], epochs=3, teacher_epochs=2)
 WRITES = 14
-# Runs `load_or_train`; with argv[2] = N > 0 the process dies (os._exit(9), no cleanup, like SIGKILL) at the
-# N-th atomic write, after the temporary file is complete and before it replaces the target.
-RUN_SCRIPT = """
-import contextlib, json, os, sys
-import torch
-torch.set_num_threads(1)
-torch.manual_seed(0)
-from cakd import checkpoints, files
-sys.path.insert(0, sys.argv[3])
-from support import smoke_config
-from cakd.runs import load_or_train
+# What a run killed after a stage's last write leaves of it: that stage's files, as the uninterrupted run wrote
+# them (training and caching are deterministic), so a later kill point starts from a copy, not by redoing them.
+DONE_STAGES = ((4, Path("cache", "smoke", "teachers")), (8, Path("cache", "smoke", "logits")))
 
-die_at, writes, real = int(sys.argv[2]), [0], files.atomic_path
 
 @contextlib.contextmanager
-def dying(path):
-    with real(path) as tmp:
-        yield tmp
-        writes[0] += 1
-        if writes[0] == die_at:
-            os._exit(9)
-
-files.atomic_path = dying
-result = load_or_train(smoke_config(**json.loads(sys.argv[1])))
-print(json.dumps({"history": result.history, "metrics": result.metrics, "writes": writes[0]}))
-"""
+def _homes(home):
+    """The run's results, cache and data homes in `home` (and its torch threads and seed fixed, as per test)."""
+    folders = {paths.RESULTS_ENV: "results", paths.CACHE_ENV: "cache", paths.DATA_ENV: "data"}
+    with mock.patch.dict(os.environ, {env: str(home / name) for env, name in folders.items()}):
+        torch.set_num_threads(1)
+        torch.manual_seed(0)
+        yield
 
 
-def _run(home, die_at: int = 0) -> subprocess.CompletedProcess:
-    env = {**os.environ, paths.RESULTS_ENV: str(home / "results"), paths.CACHE_ENV: str(home / "cache")}
-    tests = os.path.dirname(__file__)
-    return subprocess.run([sys.executable, "-c", RUN_SCRIPT, json.dumps(KD), str(die_at), tests], env=env,
-                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, timeout=600)
+@contextlib.contextmanager
+def _counting_writes(die_at: int = 0):
+    """Counts the atomic writes; with die_at > 0 the process dies (os._exit(9): no cleanup, like SIGKILL) at the
+    die_at-th, after its temporary file is complete and before it replaces the target."""
+    writes, real = [0], files.atomic_path
+
+    @contextlib.contextmanager
+    def counted(path):
+        with real(path) as tmp:
+            yield tmp
+            writes[0] += 1
+            if writes[0] == die_at:
+                os._exit(9)
+    with mock.patch.object(files, "atomic_path", counted):
+        yield writes
+
+
+def _run(home):
+    with _homes(home), _counting_writes() as writes:
+        result = load_or_train(smoke_config(**KD))
+    return {"history": result.history, "metrics": result.metrics, "writes": writes[0]}
+
+
+def _killed(home, die_at: int) -> int:
+    """The KD run in a forked process (this one's imports, nothing loaded again) that dies at its die_at-th
+    atomic write; its exit code."""
+    def child():
+        with _homes(home), _counting_writes(die_at):
+            load_or_train(smoke_config(**KD))
+        os._exit(0)
+    process = multiprocessing.get_context("fork").Process(target=child)
+    process.start()
+    process.join(timeout=600)
+    return process.exitcode
 
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
-    done = _run(tmp_path_factory.mktemp("uninterrupted"))
-    assert done.returncode == 0
-    result = json.loads(done.stdout)
+    home = tmp_path_factory.mktemp("uninterrupted")
+    result = _run(home)
     assert result["writes"] == WRITES            # the write list above is the run's
-    return result
+    return home, result
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("die_at", [2, 4, 6, 8, 10, 13])   # teacher, cache, student, registry
 def test_run_killed_at_a_write_resumes_to_the_uninterrupted_result(die_at, uninterrupted, tmp_path):
-    killed = _run(tmp_path, die_at)
-    assert killed.returncode == 9 and killed.stdout == ""
-    resumed = json.loads(_run(tmp_path).stdout)
-    assert _without_times(resumed["history"]) == _without_times(uninterrupted["history"])
-    assert _without_times([resumed["metrics"]], NOT_RESULTS) == _without_times([uninterrupted["metrics"]], NOT_RESULTS)
+    reference_home, reference = uninterrupted
+    done = [(writes, folder) for writes, folder in DONE_STAGES if writes < die_at]
+    for _, folder in done:
+        shutil.copytree(reference_home / folder, tmp_path / folder)
+    assert _killed(tmp_path, die_at - max((writes for writes, _ in done), default=0)) == 9
+    resumed = _run(tmp_path)
+    assert _without_times(resumed["history"]) == _without_times(reference["history"])
+    assert _without_times([resumed["metrics"]], NOT_RESULTS) == _without_times([reference["metrics"]], NOT_RESULTS)
