@@ -100,8 +100,7 @@ def _made_once(tmp_path_factory, name: str, make) -> Path:
     first to come makes it, under a file lock, and the others wait and reuse it."""
     from filelock import FileLock
 
-    shared = tmp_path_factory.getbasetemp()
-    shared = shared.parent if os.environ.get("PYTEST_XDIST_WORKER") else shared   # the workers' common folder
+    shared = _shared_folder(tmp_path_factory)
     base = shared / name
     with FileLock(str(shared / f"{name}.lock")):
         if not (base / "ready").exists():
@@ -140,33 +139,89 @@ def session_teachers(tmp_path_factory):
     return _made_once(tmp_path_factory, "session-teachers", train) / "cache" / "smoke" / "teachers"
 
 
-# Run in the goldens' own environment (cakd.goldens.PINNED), as a golden's kernel would train them.
-TRAIN_GOLDEN_TEACHERS = """
-from cakd.config import profile_config
-from cakd.data import load_splits
-from cakd.goldens import GOLDEN_SETTINGS, GOLDENS
-from cakd.teachers import load_teacher
-config = profile_config("smoke", **{k: v for k, v in GOLDEN_SETTINGS.items() if k != "epochs"})
-splits = load_splits(config)
-for name in sorted({t for _, parameters in GOLDENS.values() for t in parameters.get("teachers") or ()}):
-    load_teacher(config, name, splits)
+# What every golden's kernel would otherwise make itself: the five tiny teachers and the logit caches they read,
+# as the teachers golden makes them (its own parameters, in the goldens' pinned environment). Writes `ready`:
+# "ok", or the traceback.
+MAKE_GOLDEN_CACHE = """
+import sys, traceback
+from pathlib import Path
+ready = Path(sys.argv[1])
+try:
+    import cakd.notebook
+    from cakd.goldens import GOLDENS
+    namespace = {}
+    exec(cakd.notebook.parameters_source("teachers"), namespace)   # the page's defaults, then the golden's
+    namespace.update(GOLDENS["teachers"][1])
+    config, names = cakd.notebook.teachers_config(namespace)
+    cakd.notebook.load_teachers(config, names, force=False)
+    cakd.notebook.method3_ties(config, names)                       # builds every teacher's logit cache
+    ready.write_text("ok")
+except BaseException:
+    ready.write_text(traceback.format_exc())
+    raise
 """
+
+
+def _shared_folder(tmp_path_factory) -> Path:
+    """The folder all xdist workers of this pytest run share (the run's base temporary folder)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+def _start_golden_cache(tmp_path_factory) -> None:
+    """Start making the goldens' cache in the background, once per pytest run (the first worker starts it)."""
+    import subprocess
+    import sys
+
+    from filelock import FileLock
+
+    from cakd.goldens import golden_environment
+
+    shared = _shared_folder(tmp_path_factory)
+    base = shared / "golden-cache"
+    with FileLock(str(shared / "golden-cache.lock")):
+        if base.exists():
+            return
+        base.mkdir()
+        env = golden_environment(base / "results", base / "cache")   # one thread: the workers keep theirs busy
+        with open(base / "log.txt", "w") as log:
+            subprocess.Popen([sys.executable, "-c", MAKE_GOLDEN_CACHE, str(base / "ready")], env=env,
+                             cwd=shared, stdout=log, stderr=subprocess.STDOUT)
+
+
+def pytest_collection_modifyitems(config, items):
+    """A test that reads the session's trained teachers is `slow` (it waits for their training, and trains or
+    caches with them). The golden and mutation tests run last: their cache is made in the background from the
+    start (`_golden_cache_from_the_start`), and the other tests keep the cores busy meanwhile."""
+    for item in items:
+        if "session_teachers" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
+    goldens = [item for item in items if "golden_cache" in getattr(item, "fixturenames", ())]
+    items[:] = [item for item in items if item not in goldens] + goldens
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _golden_cache_from_the_start(request, tmp_path_factory):
+    if any("golden_cache" in getattr(item, "fixturenames", ()) for item in request.session.items):
+        _start_golden_cache(tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
 def golden_cache(tmp_path_factory):
-    """The cache home every golden and mutation test shares: the teachers of the student goldens, trained once in
-    a process with the goldens' environment (each golden's kernel then loads them, and builds or reuses the logit
-    caches there; the teachers golden trains the other two itself)."""
-    import subprocess
-    import sys
+    """The cache home every golden and mutation test shares, made in the background (MAKE_GOLDEN_CACHE): each
+    golden's kernel loads its teachers and logit caches from it."""
+    import time
 
-    from cakd.goldens import golden_environment
-
-    def train(base):   # every core: the workers wait for it (and under the pins the thread count changes nothing)
-        env = {**golden_environment(base / "results", base / "cache"), "CAKD_THREADS": str(os.cpu_count() or 1)}
-        subprocess.run([sys.executable, "-c", TRAIN_GOLDEN_TEACHERS], env=env, check=True, cwd=base.parent)
-    return _made_once(tmp_path_factory, "golden-cache", train) / "cache"
+    _start_golden_cache(tmp_path_factory)                # a test run on its own (or by name) starts it here
+    base = _shared_folder(tmp_path_factory) / "golden-cache"
+    deadline = time.monotonic() + 1200
+    while not (base / "ready").exists():
+        assert time.monotonic() < deadline, "the goldens' cache is not ready after 20 minutes:\n" + (
+            base / "log.txt").read_text()[-3000:]
+        time.sleep(0.5)
+    made = (base / "ready").read_text()
+    assert made == "ok", "making the goldens' cache failed:\n" + made
+    return base / "cache"
 
 
 @pytest.fixture
