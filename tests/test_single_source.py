@@ -20,6 +20,7 @@ from support import D, R18, SESSION_TEACHERS, smoke_config
 
 # ----------------------------------------------------------------------------- options a run does not read
 
+@pytest.mark.slow
 def test_baseline_with_another_gamma_reuses_the_default_run():
     # a baseline reads no loss option: gamma=3 is the same run, loaded from the registry
     first = load_or_train(smoke_config(method="baseline"))
@@ -27,6 +28,7 @@ def test_baseline_with_another_gamma_reuses_the_default_run():
     assert again.config.run_id == first.config.run_id and first.trained and not again.trained
 
 
+@pytest.mark.slow
 def test_method_3_with_another_alpha_reuses_the_default_run(smoke_teachers):
     # alpha is single-teacher KD's; Method 3 computes its own from the teachers' confidence
     first = load_or_train(smoke_config(method="adaptive_alpha", teachers=SESSION_TEACHERS))
@@ -72,6 +74,7 @@ def test_a_registered_loss_gets_its_notebook_parameters(my_kd):
     assert "temperature" in names and "teachers" in names and "alpha" not in names and "gamma" not in names
 
 
+@pytest.mark.slow
 def test_a_registered_loss_trains_end_to_end(my_kd, smoke_teachers):
     result = load_or_train(smoke_config(method=my_kd, teachers=[D]))
     assert result.trained and result.metrics["method"] == my_kd and result.metrics["epochs"] == 1

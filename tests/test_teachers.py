@@ -18,6 +18,7 @@ def _training(name=R18, **overrides):
     return TeacherTraining.of(smoke_config(method="kd", teachers=[name], **overrides), name)
 
 
+@pytest.mark.slow
 def test_trained_teacher_is_saved_with_its_hash_and_accuracies(smoke_teachers):
     training = _training()
     teacher = load_or_train_teacher(training)
@@ -49,6 +50,7 @@ def test_a_float64_teacher_loads_as_it_was_trained_not_rounded_to_float32():
     assert torch.equal(loaded.model.eval()(images), trained.model.eval()(images))
 
 
+@pytest.mark.slow
 def test_tampered_teacher_checkpoint_is_detected_and_retrained(smoke_teachers):
     training = _training()
     first = load_or_train_teacher(training)

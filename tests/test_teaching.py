@@ -48,6 +48,7 @@ def _batch(splits, n=64, seed=1):
 
 @pytest.mark.parametrize("name", FAMILIES)
 @pytest.mark.parametrize("teacher_input", ["clean", "student_view"])
+@pytest.mark.slow
 def test_cached_logits_equal_online_logits(tmp_path, splits, name, teacher_input):
     model = _teacher(name)
     cache, _ = _build(tmp_path, model, splits, teacher_input)
@@ -66,6 +67,7 @@ def test_clean_cache_holds_one_logit_vector_per_image(tmp_path, splits):
     assert cache.forward_passes == 6 + 4 + 4
 
 
+@pytest.mark.slow
 def test_student_view_cache_holds_every_view(tmp_path, splits):
     # 6 images x 162 views, plus the clean val and test images: 972 + 8 passes
     cache, _ = _build(tmp_path, _teacher(D), splits, "student_view")
@@ -90,6 +92,7 @@ def test_cache_val_and_test_hold_the_clean_logits(tmp_path, splits):
     torch.testing.assert_close(cache.test, expected, rtol=2e-3, atol=2e-3)
 
 
+@pytest.mark.slow
 def test_host_resident_lookup_equals_the_device_lookup(tmp_path, splits, monkeypatch):
     # a cache too large for the GPU stays on the host and is gathered there; the numbers must not change
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -130,6 +133,7 @@ def test_load_refuses_a_cache_of_other_data(tmp_path, splits):
         TeacherLogitCache.load(tmp_path / "cache", {**fingerprint, "data": "another-dataset"}, CPU)
 
 
+@pytest.mark.slow
 def test_load_refuses_a_cache_of_other_views(tmp_path, splits):
     model = _teacher(D)
     _, fingerprint = _build(tmp_path, model, splits, "student_view")
@@ -165,6 +169,7 @@ def test_build_refuses_non_finite_teacher_logits(tmp_path, splits):
     assert not (tmp_path / "cache" / "meta.json").exists()
 
 
+@pytest.mark.slow
 def test_cache_file_is_a_plain_npy_readable_without_cakd(tmp_path, splits):
     cache, _ = _build(tmp_path, _teacher(D), splits, "student_view")
     array = np.load(tmp_path / "cache" / "train.npy")
@@ -191,6 +196,7 @@ def test_clean_cache_costs_one_pass_per_image_and_is_then_loaded(trained):
     assert load_or_build_cache(config, teacher, data, CPU)[1] == 0           # second time: loaded
 
 
+@pytest.mark.slow
 def test_changed_teacher_weights_make_the_cache_stale_and_it_is_rebuilt(trained):
     config, teacher, data = trained
     load_or_build_cache(config, teacher, data, CPU)
@@ -201,6 +207,7 @@ def test_changed_teacher_weights_make_the_cache_stale_and_it_is_rebuilt(trained)
     assert rebuilt == 600 and cache.meta["fingerprint"]["weights"] == "a-different-checkpoint-hash"
 
 
+@pytest.mark.slow
 def test_corrupt_cache_is_reported_and_rebuilt_never_used(trained):
     config, teacher, data = trained
     cache, _ = load_or_build_cache(config, teacher, data, CPU)
@@ -214,6 +221,7 @@ def test_corrupt_cache_is_reported_and_rebuilt_never_used(trained):
     assert passes == 600 and torch.equal(rebuilt.train, good)
 
 
+@pytest.mark.slow
 def test_cache_killed_before_meta_is_never_opened(trained):
     config, teacher, data = trained
     cache, _ = load_or_build_cache(config, teacher, data, CPU)
@@ -225,6 +233,7 @@ def _history_without_passes(result):
     return [{k: v for k, v in row.items() if k not in ("seconds", "teacher_passes")} for row in result.history]
 
 
+@pytest.mark.slow
 def test_clean_input_run_makes_no_teacher_passes_while_training(smoke_teachers):
     # 2 teachers x (400 + 100 + 100) cache passes, then 0 while the student trains
     result = load_or_train(smoke_config(method="ca_wkd", teachers=SESSION_TEACHERS))
@@ -255,6 +264,7 @@ def test_cache_and_online_runs_give_the_same_history(smoke_teachers, teacher_inp
     assert online.metrics["teacher_forward_passes"] == 12 * 32 * 2
 
 
+@pytest.mark.slow
 def test_method3_ties_count_every_cached_sample_and_do_not_depend_on_the_chunk(smoke_teachers):
     from cakd.data import load_splits
     from cakd.losses import order_dependent, true_class_probability
