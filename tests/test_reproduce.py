@@ -73,10 +73,21 @@ def test_tasks_land_every_run_a_failure_is_reported_and_a_rerun_reuses_finished_
     a, broken, b = tiny_manifest
     grid = [(a, 0, a.config("smoke", 0)), (a, 1, a.config("smoke", 1)), (broken, 0, broken.config("smoke", 0)),
             (broken, 1, broken.config("smoke", 1)), (b, 0, b.config("smoke", 0))]
-    logged = []
+    logged, rerun_logged = [], []
+    plots = paths.PACKAGE / "plots.py"
     with reproduce.ray_session(reproduce.Resources(workers=2), gpu=False) as where:
-        assert where == "Ray on this machine: 2 CPU worker(s)"
         outcomes = reproduce.run_grid(grid, "smoke", False, logged.append)
+        a_run = find_run(a.config("smoke", 0))
+        trained_at = (a_run.folder / "metrics.json").stat().st_mtime_ns
+        page = nbformat.read(paths.BOOK_RUNS / "tiny_a.ipynb", as_version=4)
+        # a rerun after a function that draws the pages changed: the pages again, the runs reused (not
+        # retrained); then a rerun with nothing changed: finished runs and pages reused without a task, the
+        # broken row fails again (one Ray session for all three: a page's stamp is taken when its task is made)
+        plots.write_text(plots.read_text().replace("fig.savefig(png, dpi=150", "fig.savefig(png, dpi=151"))
+        changed = reproduce.run_grid(grid, "smoke", False, rerun_logged.append)
+        again = reproduce.run_grid(grid, "smoke", False, rerun_logged.append)
+
+    assert where == "Ray on this machine: 2 CPU worker(s)"
 
     by_task = {(o.name, o.seed): o for o in outcomes}
     assert len(outcomes) == 8 and set(by_task) == ({(row.id, seed) for row, seed, _ in grid}
@@ -94,8 +105,8 @@ def test_tasks_land_every_run_a_failure_is_reported_and_a_rerun_reuses_finished_
     assert by_task["tiny_broken", None].status == "FAILED"        # its page waited for the run, which failed
 
     # seed 0's page: in book/runs/, stamped, titled by the row under the profile's label
-    page = nbformat.read(paths.BOOK_RUNS / "tiny_a.ipynb", as_version=4)
-    assert page.metadata["cakd"]["parameters"] == {"profile": "smoke", "epochs": 1, "synthetic_size": 600}
+    stamp = page.metadata["cakd"]
+    assert stamp["parameters"] == {"profile": "smoke", "epochs": 1, "synthetic_size": 600}
     assert page.cells[0].source.startswith("# Tiny A\n\n```{warning}\n" + profile_note("smoke").banner + "\n```\n\n")
     assert "test_acc: " in "".join(o.get("text", "") for c in page.cells if c.cell_type == "code" for o in c.outputs)
     assert not (paths.BOOK_RUNS / "tiny_a-seed1.ipynb").exists()
@@ -103,24 +114,13 @@ def test_tasks_land_every_run_a_failure_is_reported_and_a_rerun_reuses_finished_
     table = reproduce.summary_table(outcomes)
     assert table.count("FAILED tiny_broken") == 3 and table.count(" trained") == 3
 
-    # a rerun after a function that draws the pages changed: the pages again, the runs reused (not retrained);
-    # then a rerun with nothing changed: finished runs and pages reused without a task, the broken row fails again
-    run = find_run(a.config("smoke", 0))
-    trained_at = (run.folder / "metrics.json").stat().st_mtime_ns
-    stamp = page.metadata["cakd"]
-    plots = paths.PACKAGE / "plots.py"
-    plots.write_text(plots.read_text().replace("fig.savefig(png, dpi=150", "fig.savefig(png, dpi=151"))
-    logged.clear()
-    with reproduce.ray_session(reproduce.Resources(workers=2), gpu=False):
-        changed = reproduce.run_grid(grid, "smoke", False, logged.append)
-        again = reproduce.run_grid(grid, "smoke", False, logged.append)
     reused = {(row.id, seed, "reused") for row, seed in ((a, 0), (a, 1), (b, 0))}
     failing = {("tiny_broken", s, "FAILED") for s in (0, 1)} | {("tiny_broken", None, "FAILED")}
     assert {(o.name, o.seed, o.status) for o in changed} == reused | failing | {(a.id, None, "done"),
                                                                                (b.id, None, "done")}
     assert len(again) == 6 and {(o.name, o.seed, o.status) for o in again} == reused | failing
-    assert len(logged) == 5 + 3                          # tasks only: 2 pages and 3 failing, then 3 failing
-    assert (run.folder / "metrics.json").stat().st_mtime_ns == trained_at
+    assert len(rerun_logged) == 5 + 3                    # tasks only: 2 pages and 3 failing, then 3 failing
+    assert (a_run.folder / "metrics.json").stat().st_mtime_ns == trained_at
     new_stamp = nbformat.read(paths.BOOK_RUNS / "tiny_a.ipynb", as_version=4).metadata["cakd"]
     assert new_stamp["code"] != stamp["code"] and new_stamp["source"] == stamp["source"]
 
