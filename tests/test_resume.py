@@ -130,9 +130,12 @@ DONE_STAGES = ((4, Path("cache", "smoke", "teachers")), (8, Path("cache", "smoke
 
 @contextlib.contextmanager
 def _homes(home):
-    """The run's results, cache and data homes in `home` (and its torch threads and seed fixed, as per test)."""
+    """The run's results, cache and data homes in `home`, its seed fixed, and one torch thread whatever
+    CAKD_THREADS says outside: the killed run is a forked child, and GNU OpenMP's thread pool does not survive a
+    fork (with the parent's pool of 2 threads, the child's first parallel region hung)."""
     folders = {paths.RESULTS_ENV: "results", paths.CACHE_ENV: "cache", paths.DATA_ENV: "data"}
-    with mock.patch.dict(os.environ, {env: str(home / name) for env, name in folders.items()}):
+    env = {train.THREADS_ENV: "1", **{env: str(home / name) for env, name in folders.items()}}
+    with mock.patch.dict(os.environ, env):
         torch.set_num_threads(1)
         torch.manual_seed(0)
         yield
