@@ -140,14 +140,15 @@ def session_teachers(tmp_path_factory):
 
 
 # What every golden's kernel would otherwise make itself: the five tiny teachers and the logit caches they read,
-# as the teachers golden makes them (its own parameters, in the goldens' pinned environment). Writes `ready`:
-# "ok", or the traceback.
+# as the teachers golden makes them (its own parameters, in the goldens' pinned environment). Writes `ready`
+# atomically (a waiting worker never reads it half-written): "ok", or the traceback.
 MAKE_GOLDEN_CACHE = """
 import sys, traceback
 from pathlib import Path
 ready = Path(sys.argv[1])
 try:
     import cakd.notebook
+    from cakd.files import write_text
     from cakd.goldens import GOLDENS
     namespace = {}
     exec(cakd.notebook.parameters_source("teachers"), namespace)   # the page's defaults, then the golden's
@@ -155,9 +156,9 @@ try:
     config, names = cakd.notebook.teachers_config(namespace)
     cakd.notebook.load_teachers(config, names, force=False)
     cakd.notebook.method3_ties(config, names)                       # builds every teacher's logit cache
-    ready.write_text("ok")
+    write_text(ready, "ok")
 except BaseException:
-    ready.write_text(traceback.format_exc())
+    write_text(ready, traceback.format_exc())
     raise
 """
 
@@ -196,8 +197,7 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "session_teachers" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.slow)
-    goldens = [item for item in items if "golden_cache" in getattr(item, "fixturenames", ())]
-    items[:] = [item for item in items if item not in goldens] + goldens
+    items.sort(key=lambda item: "golden_cache" in getattr(item, "fixturenames", ()))   # stable: order kept
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -212,7 +212,6 @@ def golden_cache(tmp_path_factory):
     golden's kernel loads its teachers and logit caches from it."""
     import time
 
-    _start_golden_cache(tmp_path_factory)                # a test run on its own (or by name) starts it here
     base = _shared_folder(tmp_path_factory) / "golden-cache"
     deadline = time.monotonic() + 1200
     while not (base / "ready").exists():
