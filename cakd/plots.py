@@ -11,7 +11,6 @@ from typing import Any, Callable, Sequence
 
 import matplotlib
 import pandas as pd
-import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
@@ -54,7 +53,7 @@ def plot_history(result: RunResult, name: str | None = None) -> Plot:
         for ax, (title, columns) in zip(fig.subplots(1, len(panels), squeeze=False)[0], panels):
             long = frame.melt(id_vars="epoch", value_vars=list(columns), var_name="series")
             long["series"] = long["series"].map(columns)
-            sns.lineplot(long, x="epoch", y="value", hue="series", marker="o", ax=ax)
+            _seaborn().lineplot(long, x="epoch", y="value", hue="series", marker="o", ax=ax)
             ax.set(title=title, ylabel="", xlabel="epoch")
             _integer_epochs(ax)
             _legend(ax, len(columns))
@@ -74,7 +73,7 @@ def figure2(profile: str, seeds: int | None = None, name: str = "fig2_single_tea
         if row.params.get("teachers"):
             by_teacher.setdefault(row.params["teachers"][0], []).append((row, runs))
     alphas = sorted({row.params["alpha"] for entries in by_teacher.values() for row, _ in entries})
-    colours = dict(zip(alphas, sns.color_palette("viridis_r", len(alphas))))
+    colours = dict(zip(alphas, _seaborn().color_palette("viridis_r", len(alphas))))
     with _style():
         fig = Figure(figsize=(4.4 * len(by_teacher), 4.8), layout="constrained")
         axes = fig.subplots(1, len(by_teacher), sharey=True, squeeze=False)[0]
@@ -102,7 +101,7 @@ def figure3(profile: str, seeds: int | None = None, name: str = "fig3_multi_teac
     with _style():
         fig = Figure(figsize=(9.5, 5.2), layout="constrained")
         ax = fig.subplots()
-        for (row, runs), colour in zip(series, sns.color_palette("tab10", len(series))):
+        for (row, runs), colour in zip(series, _seaborn().color_palette("tab10", len(series))):
             _curve(ax, runs, row.label, color=colour, linestyle=":" if row.params.get("use_ce") is False else "-")
         ax.set(xlabel="epoch", ylabel="validation accuracy (%)")
         _finish(fig, [ax], series, profile, "Figure 3: multi-teacher methods (Table 1 rows)",
@@ -117,7 +116,7 @@ def figure4(profile: str, seeds: int | None = None, name: str = "fig4_temperatur
     with _style():
         fig = Figure(figsize=(9.5, 5.2), layout="constrained")
         ax = fig.subplots()
-        for (row, runs), colour in zip(series, sns.color_palette("rocket_r", len(series) + 1)[1:]):
+        for (row, runs), colour in zip(series, _seaborn().color_palette("rocket_r", len(series) + 1)[1:]):
             _curve(ax, runs, f"τ {row.params['temperature']:g}" + (" (ours)" if row.ours else ""),
                    color=colour, linestyle="--" if row.ours else "-")
         ax.set(xlabel="epoch", ylabel="validation accuracy (%)")
@@ -135,7 +134,7 @@ def plot_teachers(histories: dict[str, History], profile: str, *, name: str = "t
     with _style():
         fig = Figure(figsize=(7.5, 4.2), layout="constrained")
         ax = fig.subplots()
-        sns.lineplot(frame, x="epoch", y="val_acc", hue="teacher", marker="o", ax=ax)
+        _seaborn().lineplot(frame, x="epoch", y="val_acc", hue="teacher", marker="o", ax=ax)
         ax.set(xlabel="epoch", ylabel="validation accuracy (%)")
         _integer_epochs(ax)
         _legend(ax, len(histories), keep_single=True)
@@ -155,10 +154,19 @@ def save(fig: Figure, profile: str, name: str) -> Plot:
 
 # ----------------------------------------------------------------------------- helpers
 
+def _seaborn():
+    """seaborn, imported when a figure is drawn: its import (scipy.stats) takes 1.6 s, which a notebook that stops
+    before its figures (a bad parameter, a golden test's first differing cell) need not pay."""
+    import seaborn
+
+    return seaborn
+
+
 def _style():
     """seaborn's whitegrid look for the figures drawn inside, without changing the caller's settings."""
     # svg.fonttype none: text stays text in the SVG (searchable, readable by screen readers and tests)
-    return matplotlib.rc_context({**sns.axes_style("whitegrid"), "svg.hashsalt": "cakd", "svg.fonttype": "none"})
+    look = _seaborn().axes_style("whitegrid")
+    return matplotlib.rc_context({**look, "svg.hashsalt": "cakd", "svg.fonttype": "none"})
 
 
 def _teacher_columns(frame: pd.DataFrame, stem: str) -> dict[str, str]:

@@ -20,8 +20,10 @@ def nbval(name, results, cache, *extra, pythonpath=()):
     """nbval on golden `name`, its kernel in `results` / `cache`; the completed process."""
     env = golden_environment(results, cache)
     env["PYTHONPATH"] = os.pathsep.join([*pythonpath, TESTS])
+    # --noconftest: the tests' conftest (which imports torch, 3 s) is for the test process; nbval needs none of it
     command = [sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env", "-p", "no:cacheprovider",
-               "-p", "nbval_tolerance", f"--nbval-sanitize-with={SANITIZE}", "-q", *extra, str(golden_path(name))]
+               "--noconftest", "-p", "nbval_tolerance", f"--nbval-sanitize-with={SANITIZE}", "-q", *extra,
+               str(golden_path(name))]
     done = subprocess.run(command, cwd=paths.ROOT, env=env, capture_output=True, text=True)
     # a kernel that died before it answered at all (seen once, under full load) gets one more start; a kernel
     # that dies later, or a second time, still fails the test
