@@ -189,10 +189,10 @@ def trained(smoke_teachers):
 
 
 def test_clean_cache_costs_one_pass_per_image_and_is_then_loaded(trained):
-    # N_train + N_val + N_test = 400 + 100 + 100 (CIFAR: 45,000 + 5,000 + 10,000 = 60,000 per teacher)
+    # N_train + N_val + N_test = 90 + 10 + 20 (CIFAR: 45,000 + 5,000 + 10,000 = 60,000 per teacher)
     config, teacher, data = trained
     cache, built = load_or_build_cache(config, teacher, data, CPU)
-    assert built == 400 + 100 + 100 and cache.train.shape == (400, 100)
+    assert built == 90 + 10 + 20 and cache.train.shape == (90, 10)
     assert load_or_build_cache(config, teacher, data, CPU)[1] == 0           # second time: loaded
 
 
@@ -204,7 +204,7 @@ def test_changed_teacher_weights_make_the_cache_stale_and_it_is_rebuilt(trained)
         teacher.model.net.classifier.bias.add_(1.0)                   # the teacher changed...
     teacher.weights_digest = "a-different-checkpoint-hash"           # ...and so did its hash
     cache, rebuilt = load_or_build_cache(config, teacher, data, CPU)  # another fingerprint: another folder
-    assert rebuilt == 600 and cache.meta["fingerprint"]["weights"] == "a-different-checkpoint-hash"
+    assert rebuilt == 120 and cache.meta["fingerprint"]["weights"] == "a-different-checkpoint-hash"
 
 
 @pytest.mark.slow
@@ -218,7 +218,7 @@ def test_corrupt_cache_is_reported_and_rebuilt_never_used(trained):
     path.write_bytes(bytes(raw))
     with pytest.warns(UserWarning, match="corrupt"):
         rebuilt, passes = load_or_build_cache(config, teacher, data, CPU)
-    assert passes == 600 and torch.equal(rebuilt.train, good)
+    assert passes == 120 and torch.equal(rebuilt.train, good)
 
 
 @pytest.mark.slow
@@ -226,7 +226,7 @@ def test_cache_killed_before_meta_is_never_opened(trained):
     config, teacher, data = trained
     cache, _ = load_or_build_cache(config, teacher, data, CPU)
     (cache.folder / "meta.json").unlink()                            # as if killed before the last write
-    assert load_or_build_cache(config, teacher, data, CPU)[1] == 600
+    assert load_or_build_cache(config, teacher, data, CPU)[1] == 120
 
 
 def _history_without_passes(result):
@@ -235,17 +235,17 @@ def _history_without_passes(result):
 
 @pytest.mark.slow
 def test_clean_input_run_makes_no_teacher_passes_while_training(smoke_teachers):
-    # 2 teachers x (400 + 100 + 100) cache passes, then 0 while the student trains
+    # 2 teachers x (90 + 10 + 20) cache passes, then 0 while the student trains
     result = load_or_train(smoke_config(method="ca_wkd", teachers=SESSION_TEACHERS))
     assert result.metrics["teacher_forward_passes"] == 0
-    assert result.metrics["cache_build_passes"] == 2 * 600
+    assert result.metrics["cache_build_passes"] == 2 * 120
     assert paths.logit_cache_dir("smoke").is_dir()
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("teacher_input", ["clean", "student_view"])
 def test_cache_and_online_runs_give_the_same_history(smoke_teachers, teacher_input):
-    # student views crop 32 of the unpadded image: 2 views (flipped or not), so the student-view cache is 400 x 2
+    # student views crop 32 of the unpadded image: 2 views (flipped or not), so the student-view cache is 90 x 2
     views = dict(resize=0, pad=0, crop=32)
     cached = load_or_train(smoke_config(method="ca_wkd", teachers=SESSION_TEACHERS, teacher_input=teacher_input,
                                         **views))
@@ -260,8 +260,8 @@ def test_cache_and_online_runs_give_the_same_history(smoke_teachers, teacher_inp
         for key in a:
             assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-6), key
     assert cached.metrics["teacher_forward_passes"] == 0
-    # 1 epoch of 400 // 32 = 12 full batches of 32, 2 teachers
-    assert online.metrics["teacher_forward_passes"] == 12 * 32 * 2
+    # 1 epoch of 90 // 32 = 2 full batches of 32, 2 teachers
+    assert online.metrics["teacher_forward_passes"] == 2 * 32 * 2
 
 
 @pytest.mark.slow
@@ -274,7 +274,7 @@ def test_method3_ties_count_every_cached_sample_and_do_not_depend_on_the_chunk(s
     data = load_splits(config)
     whole = teaching.method3_ties(config, data, CPU, chunk=10_000)
     assert whole == teaching.method3_ties(config, data, CPU, chunk=7)
-    assert whole["samples"] == 400 * 2
+    assert whole["samples"] == 90 * 2
     caches = teaching.teacher_logits(config, data, CPU)[0].caches
     logits = torch.stack([c.train.float().flatten(0, 1) for c in caches])
     p_true = true_class_probability(logits, data.train.labels.repeat_interleave(2))
