@@ -64,7 +64,6 @@ def _smoke_args(**extra) -> list[str]:
 
 @pytest.mark.slow
 def test_a_changed_lr_is_another_baseline_run_in_the_registry(isolated_homes, tmp_path):
-    # 600 images, not 300: synthetic sizes below ~500 cannot be split stratified (see test_data)
     done = papermill("baseline", tmp_path / "out.ipynb", *_smoke_args(lr=0.001), cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     changed = profile_config("smoke", method="baseline", **{**SMALL, "lr": 0.001})
