@@ -39,9 +39,11 @@ def environment_note(golden):
             else "environment equals the golden's: the change is in the code\n")
 
 
+# the online-teaching golden first: it is the longest, and the goldens run last (conftest), so started last it
+# would leave one core idle for its whole run
 @pytest.mark.notebook
 @pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(GOLDENS))
+@pytest.mark.parametrize("name", sorted(GOLDENS, key=lambda n: (GOLDENS[n][1].get("teacher_mode") != "online", n)))
 def test_golden_notebook_reproduces_its_outputs(name, tmp_path, golden_cache):
     done = nbval(name, tmp_path / "results", golden_cache)
     golden = nbformat.read(golden_path(name), as_version=4)
@@ -83,10 +85,10 @@ def _training_lines(name):
 @pytest.mark.parametrize("name", [n for n in sorted(GOLDENS) if GOLDENS[n][0] != "results"])
 def test_a_trained_golden_learns_well_above_chance_and_its_loss_falls(name):
     # 10 classes: chance is 10%, with a standard deviation of 3 points on the 100 test images and 4 on the 50
-    # validation images, so 20% is 3.3 and 2.4 sd above it; the goldens reach 24-38%
+    # validation images, so 25% is 5 and 3.5 sd above it; the students reach 28-91%, the teachers 71-98%
     values = {k: float(v) for k, v in (line.split(": ") for line in _training_lines(name).splitlines())}
     accuracies = [v for k, v in values.items() if k.endswith("test_acc") or k.endswith(".val_acc")]
-    assert max(accuracies) >= 20, values
+    assert max(accuracies) >= 25, values
     if name != "teachers":
         losses = [values[f"epoch{e}.loss"] for e in range(1, GOLDEN_SETTINGS["epochs"] + 1)]
         assert losses[-1] < 0.6 * losses[0], losses
