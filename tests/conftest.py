@@ -139,8 +139,8 @@ def session_teachers(tmp_path_factory):
     return _made_once(tmp_path_factory, "session-teachers", train) / "cache" / "smoke" / "teachers"
 
 
-# What every golden's kernel would otherwise make itself: the five tiny teachers and the logit caches they read,
-# as the teachers golden makes them (its own parameters, in the goldens' pinned environment). Writes `ready`
+# What every golden's kernel would otherwise make itself: the tiny teachers and the logit caches they read, as
+# the teachers golden makes them (its own parameters, in the goldens' pinned environment). Writes `ready`
 # atomically (a waiting worker never reads it half-written): "ok", or the traceback.
 MAKE_GOLDEN_CACHE = """
 import sys, traceback
