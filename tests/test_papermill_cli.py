@@ -63,24 +63,17 @@ def _smoke_args(**extra) -> list[str]:
 
 
 @pytest.mark.slow
-def test_a_changed_lr_is_another_baseline_run_in_the_registry(isolated_homes, tmp_path):
-    done = papermill("baseline", tmp_path / "out.ipynb", *_smoke_args(lr=0.001), cwd=tmp_path)
-    assert done.returncode == 0, done.stderr[-3000:]
-    changed = profile_config("smoke", method="baseline", **{**SMALL, "lr": 0.001})
-    default = profile_config("smoke", method="baseline", **SMALL)
-    assert changed.run_id != default.run_id
-    registry = sorted(p.name for p in paths.runs_dir("smoke").iterdir())
-    assert registry == [changed.run_id] and find_run(changed).config.lr == 0.001
-
-
-@pytest.mark.slow
-def test_method3_streamed_to_stdout_leaves_its_run_in_the_registry(smoke_teachers, tmp_path):
+def test_method3_with_a_changed_lr_streamed_to_stdout_leaves_its_own_run_in_the_registry(smoke_teachers, tmp_path):
     teachers = list(SESSION_TEACHERS)
-    done = papermill("method3", "-", *_smoke_args(temperature=16), "-y", f"teachers: {teachers}", cwd=tmp_path)
+    done = papermill("method3", "-", *_smoke_args(temperature=16, lr=0.001), "-y", f"teachers: {teachers}",
+                     cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
-    config = profile_config("smoke", method="adaptive_alpha", teachers=teachers, temperature=16.0, **SMALL)
-    run = find_run(config)
-    assert run is not None, "the tau=16 Method 3 run is not in the registry"
+    changed, default = (profile_config("smoke", method="adaptive_alpha", teachers=teachers, temperature=16.0,
+                                       **{**SMALL, **lr}) for lr in ({"lr": 0.001}, {}))
+    assert changed.run_id != default.run_id                        # another run, not the default lr's
+    assert sorted(p.name for p in paths.runs_dir("smoke").iterdir()) == [changed.run_id]
+    run = find_run(changed)
+    assert run.config.lr == 0.001 and run.config.temperature == 16.0
     executed = nbformat.reads(done.stdout, as_version=4)           # stdout is the executed notebook itself
     printed = "".join(o.get("text", "") for c in executed.cells if c.cell_type == "code" for o in c.outputs)
     assert f"test_acc: {round(run.metrics['test_acc'], 2)}\n" in printed
