@@ -86,7 +86,7 @@ def test_mutation_turns_a_golden_red_through_a_compared_value(mutation, tmp_path
     site = tmp_path / "site"
     site.mkdir()
     (site / "sitecustomize.py").write_text(textwrap.dedent(patch))
-    done = nbval(golden, tmp_path / "results", golden_cache, "-x", pythonpath=[str(site)])
+    done = nbval(golden, tmp_path, golden_cache, "-x", pythonpath=[str(site)])
     report = done.stdout
     assert done.returncode == 1, f"{mutation} did not fail golden {golden}:\n{report[-3000:]}"
     assert f"Cell {expected_cell(golden, role)}: Cell outputs differ" in report, report[-4000:]
