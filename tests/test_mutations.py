@@ -3,14 +3,17 @@ it compares (nbval's output mismatch for the expected cell), not through a crash
 
 A mutation is applied inside the golden's kernel by a `sitecustomize` module on PYTHONPATH (a monkeypatch of
 cakd at interpreter start). nbval stops at the first failing cell (`-x`): a change of the mathematics shows in
-the fixed-batch probe, before any training; a change of the training loop in the training metrics.
+the fixed-batch probe, before any training; a change of the training loop in the training metrics. Training stops
+at the first epoch whose printed values already lie beyond the golden's tolerance (STOP_AT_A_DIFFERING_EPOCH):
+the metrics cell then differs for certain, and the epochs left would only cost time.
 """
+import re
 import textwrap
 
 import nbformat
 import pytest
 
-from cakd.goldens import golden_path
+from cakd.goldens import METRIC_LINE, golden_path
 from test_golden import nbval
 
 pytestmark = [pytest.mark.notebook, pytest.mark.slow]
@@ -71,6 +74,39 @@ MUTATIONS = {
 }
 
 
+# Appended to every mutation's sitecustomize: an epoch record whose loss or accuracy lies beyond the golden's
+# tolerance (the comparison the nbval plugin makes) ends the run after that epoch, as early stopping would. Only a
+# value nbval will find different stops it; a mutation that leaves an epoch as the golden has it trains on.
+STOP_AT_A_DIFFERING_EPOCH = """
+import cakd.runs as _runs, cakd.train as _train
+from cakd.goldens import tolerance as _tolerance
+_golden, _differs = {golden}, []
+_fit, _spent = _runs.fit, _train._patience_spent
+
+
+def _watching_fit(*args, on_epoch=None, **kwargs):
+    def watch(record):
+        for key in ("loss", "train_acc", "val_acc", "test_acc"):
+            name, value = f"epoch{{int(record['epoch'])}}.{{key}}", float(f"{{record[key]:.10g}}")
+            if abs(value - _golden[name]) > _tolerance(name, _golden[name]):
+                _differs.append(name)
+        if on_epoch is not None:
+            on_epoch(record)
+    return _fit(*args, on_epoch=watch, **kwargs)
+
+
+_runs.fit = _watching_fit
+_train._patience_spent = lambda history, patience: bool(_differs) or _spent(history, patience)
+"""
+
+
+def golden_epochs(golden: str) -> dict[str, float]:
+    """The per-epoch values the golden prints in its metrics cell."""
+    cells = nbformat.read(golden_path(golden), as_version=4).cells
+    text = "".join(o.get("text", "") for c in cells if "cakd-metrics" in c.metadata.get("tags", []) for o in c.outputs)
+    return {name: float(value) for name, value in METRIC_LINE.findall(text) if re.fullmatch(r"epoch\d+\..+", name)}
+
+
 def expected_cell(golden: str, role: str) -> int:
     """nbval's number (among code cells) of the cell a mutation must change."""
     code = [c for c in nbformat.read(golden_path(golden), as_version=4).cells if c.cell_type == "code"]
@@ -85,7 +121,8 @@ def test_mutation_turns_a_golden_red_through_a_compared_value(mutation, tmp_path
     golden, role, patch = MUTATIONS[mutation]
     site = tmp_path / "site"
     site.mkdir()
-    (site / "sitecustomize.py").write_text(textwrap.dedent(patch))
+    (site / "sitecustomize.py").write_text(textwrap.dedent(patch) + STOP_AT_A_DIFFERING_EPOCH.format(
+        golden=golden_epochs(golden)))
     done = nbval(golden, tmp_path, golden_cache, "-x", pythonpath=[str(site)])
     report = done.stdout
     assert done.returncode == 1, f"{mutation} did not fail golden {golden}:\n{report[-3000:]}"
