@@ -125,14 +125,15 @@ def test_tasks_land_every_run_a_failure_is_reported_and_a_rerun_reuses_finished_
 
 @pytest.mark.slow
 @pytest.mark.xdist_group("ray")   # one Ray at a time on the machine
-def test_two_nodes_land_three_runs_and_a_run_on_a_lost_node_is_retried_on_the_other(tiny_manifest, tmp_path):
+def test_two_nodes_land_two_runs_and_a_run_on_a_lost_node_is_retried_on_the_other(tiny_manifest, tmp_path):
     import ray
     from ray.cluster_utils import Cluster
 
-    # six epochs of 220 images of 10 classes: a run lasts seconds, so the node is lost while its run is mid-way
+    # a run on each node, six epochs of 220 images of 10 classes: seconds, so the node is lost while its run is
+    # mid-way
     rows = [Row(f"tiny_{i}", f"Tiny {i}", "tiny", {**TINY, "epochs": 6, "synthetic_size": 300 + 30 * i})
-            for i in range(3)]
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+            for i in range(2)]
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
     worker = cluster.add_node(num_cpus=1)
     result: dict = {}
 
@@ -162,7 +163,7 @@ def test_two_nodes_land_three_runs_and_a_run_on_a_lost_node_is_retried_on_the_ot
         cluster.shutdown()
     assert lost, "the worker node's run finished before the node was removed"
     assert len(result["nodes"]) == 2 and "Ray cluster" in result["where"]
-    assert sorted(o.status for o in result["outcomes"]) == ["trained"] * 3, result["outcomes"]   # the lost one too
+    assert sorted(o.status for o in result["outcomes"]) == ["trained"] * 2, result["outcomes"]   # the lost one too
     for row in rows:                                        # every run landed whole, nothing half-written
         run = find_run(row.config("smoke", 1))
         assert run is not None and [h["epoch"] for h in run.history] == [1, 2, 3, 4, 5, 6]
