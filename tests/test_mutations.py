@@ -75,8 +75,9 @@ MUTATIONS = {
 
 
 # Appended to every mutation's sitecustomize: an epoch record whose loss or accuracy lies beyond the golden's
-# tolerance (the comparison the nbval plugin makes) ends the run after that epoch, as early stopping would. Only a
-# value nbval will find different stops it; a mutation that leaves an epoch as the golden has it trains on.
+# tolerance (the comparison the nbval plugin makes), or that the golden does not have, ends the run after that
+# epoch, as early stopping would. Only a line nbval will find different stops it; a mutation that leaves an epoch
+# as the golden has it trains on.
 STOP_AT_A_DIFFERING_EPOCH = """
 import cakd.runs as _runs, cakd.train as _train
 from cakd.goldens import tolerance as _tolerance
@@ -88,7 +89,7 @@ def _watching_fit(*args, on_epoch=None, **kwargs):
     def watch(record):
         for key in ("loss", "train_acc", "val_acc", "test_acc"):
             name, value = f"epoch{{int(record['epoch'])}}.{{key}}", float(f"{{record[key]:.10g}}")
-            if abs(value - _golden[name]) > _tolerance(name, _golden[name]):
+            if name not in _golden or abs(value - _golden[name]) > _tolerance(name, _golden[name]):
                 _differs.append(name)
         if on_epoch is not None:
             on_epoch(record)
@@ -130,3 +131,30 @@ def test_mutation_turns_a_golden_red_through_a_compared_value(mutation, tmp_path
     # a patch that raised would show as nbval's exception report with the kernel's traceback, not as a mismatch
     assert "Cell execution caused an exception" not in report, report[-4000:]
     assert "Traceback (most recent call last)" not in report, report[-4000:]
+
+
+def test_the_harness_ends_training_only_at_an_epoch_that_nbval_will_find_different(monkeypatch):
+    import cakd.runs
+    import cakd.train
+
+    from cakd.goldens import TOLERANCES
+
+    golden = {f"epoch{e}.{k}": v for e in (1, 2) for k, v in
+              (("loss", 2.0), ("train_acc", 40.0), ("val_acc", 50.0), ("test_acc", 45.0))}
+    near = {"loss": 2.0 * (1 + TOLERANCES["loss"] / 2), "train_acc": 40.0, "val_acc": 50.0, "test_acc": 45.0}
+
+    def spent_after(*records):
+        """The records as `fit` would report them, one per epoch; whether training stops after the last."""
+        def fit(*args, on_epoch=None, **kwargs):
+            for epoch, record in enumerate(records, 1):
+                on_epoch({"epoch": epoch, **record})
+            return cakd.train._patience_spent([], 0)
+        monkeypatch.setattr(cakd.runs, "fit", fit)
+        monkeypatch.setattr(cakd.train, "_patience_spent", lambda history, patience: False)
+        exec(STOP_AT_A_DIFFERING_EPOCH.format(golden=golden), {})
+        return cakd.runs.fit()
+
+    assert not spent_after(near, near)                                  # within tolerance: trains on
+    assert spent_after({**near, "loss": 2.0 * (1 + 2 * TOLERANCES["loss"])})
+    assert spent_after(near, {**near, "val_acc": 52.0})
+    assert spent_after(near, near, near)                                # an epoch the golden does not have
