@@ -118,6 +118,11 @@ def tolerance(name: str, golden: float) -> float:
     return TOLERANCES["acc"] if name.endswith("acc") else 0.0
 
 
+def differs(name: str, golden: float, fresh: float) -> bool:
+    """Whether a printed training value lies beyond its tolerance of the golden's (nbval would report it)."""
+    return abs(fresh - golden) > tolerance(name, golden)
+
+
 def within_tolerance(golden: str, fresh: str) -> str:
     """`fresh` text with each `name: value` line that lies within tolerance of the golden's line of that name
     written as the golden's: nbval then finds them equal, and a value beyond its tolerance a mismatch."""
@@ -125,7 +130,7 @@ def within_tolerance(golden: str, fresh: str) -> str:
 
     def settle(m: re.Match) -> str:
         name, value = m.groups()
-        near = name in values and abs(float(value) - float(values[name])) <= tolerance(name, float(values[name]))
+        near = name in values and not differs(name, float(values[name]), float(value))
         return f"{name}: {values[name]}" if near else m.group(0)
     return METRIC_LINE.sub(settle, fresh)
 

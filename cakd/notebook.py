@@ -121,11 +121,16 @@ def printed_metrics(result: RunResult) -> dict[str, float]:
     """What a run page prints of its training, and the golden tests compare within tolerance
     (cakd.goldens): every epoch's training loss and train, validation and test accuracy; the report's number
     (test accuracy at the best validation epoch); the epochs run and the teachers' forward passes."""
-    values = {f"epoch{int(h['epoch'])}.{key}": float(f"{h[key]:.10g}") for h in result.history
-              for key in ("loss", "train_acc", "val_acc", "test_acc")}
+    values = {name: value for record in result.history for name, value in printed_epoch(record).items()}
     m = result.metrics
     return {**values, "test_acc": m["test_acc"], "best_val_acc": m["best_val_acc"], "epochs": int(m["epochs"]),
             "teacher_forward_passes": int(m["teacher_forward_passes"])}
+
+
+def printed_epoch(record: dict[str, float]) -> dict[str, float]:
+    """One epoch's record (history row) as a run page prints it: `epoch<N>.<key>` to 10 significant digits."""
+    return {f"epoch{int(record['epoch'])}.{key}": float(f"{record[key]:.10g}")
+            for key in ("loss", "train_acc", "val_acc", "test_acc")}
 
 
 def execute(notebook: str | nbformat.NotebookNode, parameters: dict[str, Any], output: Path | None = None

@@ -102,7 +102,8 @@ def test_every_file_under_tests_golden_is_a_registered_golden():
     assert sorted(p.name for p in paths.GOLDEN.iterdir() if p.suffix != ".ipynb") == ["sanitize.cfg"]
 
 
-def _training_lines(name):
+def training_lines(name):
+    """What golden `name` prints in its cells tagged `cakd-metrics`."""
     golden = nbformat.read(golden_path(name), as_version=4)
     return "".join(o.get("text", "") for c in golden.cells if "cakd-metrics" in c.metadata.get("tags", [])
                    for o in c.outputs)
@@ -112,7 +113,7 @@ def _training_lines(name):
 def test_a_trained_golden_learns_well_above_chance_and_its_loss_falls(name):
     # 10 classes: chance is 10%, with a standard deviation of 3 points on the 100 test images and 4 on the 50
     # validation images, so 25% is 5 and 3.5 sd above it; the students reach 33-81%, the teachers 61-97%
-    values = {k: float(v) for k, v in (line.split(": ") for line in _training_lines(name).splitlines())}
+    values = {k: float(v) for k, v in (line.split(": ") for line in training_lines(name).splitlines())}
     accuracies = [v for k, v in values.items() if k.endswith("test_acc") or k.endswith(".val_acc")]
     assert max(accuracies) >= 25, values
     if name != "teachers":

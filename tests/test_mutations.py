@@ -14,7 +14,7 @@ import nbformat
 import pytest
 
 from cakd.goldens import METRIC_LINE, golden_path
-from test_golden import nbval
+from test_golden import nbval, training_lines
 
 pytestmark = [pytest.mark.notebook, pytest.mark.slow]
 
@@ -79,17 +79,15 @@ MUTATIONS = {
 # epoch, as early stopping would. Only a line nbval will find different stops it; a mutation that leaves an epoch
 # as the golden has it trains on.
 STOP_AT_A_DIFFERING_EPOCH = """
-import cakd.runs as _runs, cakd.train as _train
-from cakd.goldens import tolerance as _tolerance
+import cakd.goldens as _goldens, cakd.notebook as _notebook, cakd.runs as _runs, cakd.train as _train
 _golden, _differs = {golden}, []
 _fit, _spent = _runs.fit, _train._patience_spent
 
 
 def _watching_fit(*args, on_epoch=None, **kwargs):
     def watch(record):
-        for key in ("loss", "train_acc", "val_acc", "test_acc"):
-            name, value = f"epoch{{int(record['epoch'])}}.{{key}}", float(f"{{record[key]:.10g}}")
-            if name not in _golden or abs(value - _golden[name]) > _tolerance(name, _golden[name]):
+        for name, value in _notebook.printed_epoch(record).items():
+            if name not in _golden or _goldens.differs(name, _golden[name], value):
                 _differs.append(name)
         if on_epoch is not None:
             on_epoch(record)
@@ -103,9 +101,8 @@ _train._patience_spent = lambda history, patience: bool(_differs) or _spent(hist
 
 def golden_epochs(golden: str) -> dict[str, float]:
     """The per-epoch values the golden prints in its metrics cell."""
-    cells = nbformat.read(golden_path(golden), as_version=4).cells
-    text = "".join(o.get("text", "") for c in cells if "cakd-metrics" in c.metadata.get("tags", []) for o in c.outputs)
-    return {name: float(value) for name, value in METRIC_LINE.findall(text) if re.fullmatch(r"epoch\d+\..+", name)}
+    return {name: float(value) for name, value in METRIC_LINE.findall(training_lines(golden))
+            if re.fullmatch(r"epoch\d+\..+", name)}
 
 
 def expected_cell(golden: str, role: str) -> int:
