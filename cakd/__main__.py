@@ -1,6 +1,7 @@
 """Command line: `python -m cakd COMMAND ...` (also installed as `cakd`). One function per command.
 
-To add a command: a `_<name>(args)` function returning an exit code, and its parser in `build_parser`."""
+To add a command: a `_<name>(args)` function returning an exit code, and its parser in `build_parser`. Each imports what
+it runs when it runs, so `--help` and `config` start without torch."""
 from __future__ import annotations
 
 import argparse
@@ -9,8 +10,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from .bench import BenchSettings
-from .config import PROFILES
+from .definitions.profiles import PROFILES, BenchSettings
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
                                         "fp16, every teacher online each step, .item() logging); for the consistent "
                                         "profile, cached against online 162-view teaching. Prints the ratios and "
                                         "writes results/<profile>/bench.json. The sizes below default per profile "
-                                        "and device (cakd.bench.DEFAULTS).")
+                                        "and device (cakd.definitions.profiles).")
     p.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu", help="default cpu")
     p.add_argument("--profile", default="smoke", metavar="|".join(PROFILES),
                    help="smoke: tiny models (default); paper: the authors' recipe; consistent: ours (32x32)")
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _reproduce(args: argparse.Namespace) -> int:
-    from .reproduce import reproduce
+    from .orchestration.reproduce import reproduce
 
     failed = reproduce(args.profile, rows=args.rows, seeds=args.seeds, force=args.force, build=args.build,
                        workers=args.workers, runs_per_gpu=args.runs_per_gpu, address=args.address)
@@ -101,7 +101,7 @@ def _reproduce(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from .bench import run_benchmark
+    from .orchestration.bench import run_benchmark
 
     settings = {f.name: getattr(args, f.name) for f in dataclasses.fields(BenchSettings)
                 if getattr(args, f.name) is not None}
@@ -113,8 +113,8 @@ def _bench(args: argparse.Namespace) -> int:
 def _config(args: argparse.Namespace) -> int:
     import yaml
 
-    from .manifest import get_row
-    from .recipe import describe
+    from .definitions.manifest import get_row
+    from .reading.recipe import describe
 
     overrides = {}
     for item in args.set:
@@ -127,7 +127,7 @@ def _config(args: argparse.Namespace) -> int:
 
 
 def _notebooks(args: argparse.Namespace) -> int:
-    from .notebook import write_notebooks
+    from .book.pages import write_notebooks
 
     changed = write_notebooks()
     print(f"wrote {', '.join(changed)}" if changed else "every notebook is current")
@@ -135,7 +135,7 @@ def _notebooks(args: argparse.Namespace) -> int:
 
 
 def _goldens(args: argparse.Namespace) -> int:
-    from .goldens import regenerate
+    from .orchestration.goldens import regenerate
 
     regenerate(args.names or None)
     return 0

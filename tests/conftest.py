@@ -10,7 +10,7 @@ import urllib.error
 import pytest
 import torch
 
-from cakd import paths
+from cakd.definitions import paths
 
 # Read by huggingface_hub / timm / transformers when they are first imported, so set before any test imports them.
 for _name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
@@ -120,8 +120,8 @@ def session_teachers(tmp_path_factory):
 
     from support import SESSION_TEACHERS, smoke_config
 
-    from cakd.data import load_splits
-    from cakd.teachers import load_teacher
+    from cakd.training.data import load_splits
+    from cakd.training.teachers import load_teacher
 
     def train(base):
         config = smoke_config(method="ca_wkd", teachers=SESSION_TEACHERS)
@@ -139,30 +139,6 @@ def session_teachers(tmp_path_factory):
     return _made_once(tmp_path_factory, "session-teachers", train) / "cache" / "smoke" / "teachers"
 
 
-# What every golden's kernel would otherwise make itself: the tiny teachers and the logit caches they read, as
-# the teachers golden makes them (its own parameters, in the goldens' pinned environment). Writes `ready`
-# atomically (a waiting worker never reads it half-written): "ok", or the traceback.
-MAKE_GOLDEN_CACHE = """
-import sys, traceback
-from pathlib import Path
-ready = Path(sys.argv[1])
-try:
-    import cakd.notebook
-    from cakd.files import write_text
-    from cakd.goldens import GOLDENS
-    namespace = {}
-    exec(cakd.notebook.parameters_source("teachers"), namespace)   # the page's defaults, then the golden's
-    namespace.update(GOLDENS["teachers"][1])
-    config, names = cakd.notebook.teachers_config(namespace)
-    cakd.notebook.load_teachers(config, names, force=False)
-    cakd.notebook.method3_ties(config, names)                       # builds every teacher's logit cache
-    write_text(ready, "ok")
-except BaseException:
-    write_text(ready, traceback.format_exc())
-    raise
-"""
-
-
 def _shared_folder(tmp_path_factory) -> Path:
     """The folder all xdist workers of this pytest run share (the run's base temporary folder)."""
     base = tmp_path_factory.getbasetemp()
@@ -176,7 +152,7 @@ def _start_golden_cache(tmp_path_factory) -> None:
 
     from filelock import FileLock
 
-    from cakd.goldens import golden_environment
+    from cakd.orchestration.goldens import golden_environment
 
     shared = _shared_folder(tmp_path_factory)
     base = shared / "golden-cache"
@@ -186,8 +162,8 @@ def _start_golden_cache(tmp_path_factory) -> None:
         base.mkdir()
         env = golden_environment(base / "results", base / "cache")   # one thread: the workers keep theirs busy
         with open(base / "log.txt", "w") as log:
-            subprocess.Popen([sys.executable, "-c", MAKE_GOLDEN_CACHE, str(base / "ready")], env=env,
-                             cwd=shared, stdout=log, stderr=subprocess.STDOUT)
+            subprocess.Popen([sys.executable, str(Path(__file__).parent / "golden_cache.py"), str(base / "ready")],
+                             env=env, cwd=shared, stdout=log, stderr=subprocess.STDOUT)
 
 
 def pytest_collection_modifyitems(config, items):
@@ -208,7 +184,7 @@ def _golden_cache_from_the_start(request, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def golden_cache(tmp_path_factory):
-    """The cache home every golden and mutation test shares, made in the background (MAKE_GOLDEN_CACHE): each
+    """The cache home every golden and mutation test shares, made in the background (golden_cache.py): each
     golden's kernel loads its teachers and logit caches from it."""
     import time
 

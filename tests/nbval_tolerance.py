@@ -4,7 +4,7 @@ nbval compares everything else, and reports a value beyond its tolerance as its 
 from nbformat.v4 import new_output
 from nbval.plugin import IPyNbCell
 
-from cakd.goldens import within_tolerance
+from cakd.orchestration.goldens import within_tolerance
 
 _compare_outputs = IPyNbCell.compare_outputs
 

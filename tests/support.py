@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from cakd.config import RunConfig, profile_config
+from cakd.definitions.config import RunConfig
+from cakd.definitions.profiles import profile_config
 
 D, R18, R34, R50 = "densenet121_cifar100", "resnet18_cifar100", "resnet34_cifar100", "resnet50_cifar100"
 V = "vit_base_patch16_224_in21k_ft_cifar100"

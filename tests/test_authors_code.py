@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch.nn import KLDivLoss
 
-from cakd.losses import LOSSES
-from cakd.manifest import get_row
+from cakd.training.losses import LOSSES
+from cakd.definitions.manifest import get_row
 
 B, C = 16, 10
 

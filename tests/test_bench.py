@@ -4,8 +4,9 @@ import json
 import pytest
 import torch
 
-from cakd import bench
-from cakd.manifest import all_rows
+from cakd.definitions.profiles import PROFILES
+from cakd.orchestration import bench
+from cakd.definitions.manifest import all_rows
 
 TINY = dict(batch_size=4, steps=1, warmup=1, train_images=16, teacher_batch_size=4, eval_batch_size=8,
             loader_workers=0)
@@ -106,7 +107,8 @@ def test_the_bench_command_writes_the_file_named_by_out(tmp_path):
 
 
 def test_reproduce_benchmarks_a_profile_once_and_the_paper_profile_only_on_a_gpu(isolated_homes, monkeypatch):
-    from cakd import paths, reproduce
+    from cakd.definitions import paths
+    from cakd.orchestration import reproduce
 
     calls, logged = [], []
 
@@ -117,22 +119,23 @@ def test_reproduce_benchmarks_a_profile_once_and_the_paper_profile_only_on_a_gpu
 
     monkeypatch.setattr(bench, "run_benchmark", fake_benchmark)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert reproduce._bench("smoke", False, logged.append) == []
-    assert reproduce._bench("smoke", False, logged.append) == []           # the file exists now: reused
-    assert reproduce._bench("paper", False, logged.append) == []           # no GPU: left to the user
+    smoke, paper = PROFILES["smoke"], PROFILES["paper"]
+    assert reproduce._bench(smoke, False, logged.append) == []
+    assert reproduce._bench(smoke, False, logged.append) == []             # the file exists now: reused
+    assert reproduce._bench(paper, False, logged.append) == []             # no GPU: left to the user
     assert calls == [("auto", "smoke")]
     assert (paths.results_home() / "smoke" / "bench.json").exists()
     assert "reused" in logged[-2] and "--device cuda" in logged[-1]
-    assert reproduce._bench("smoke", True, logged.append) == [] and len(calls) == 2   # --force measures again
+    assert reproduce._bench(smoke, True, logged.append) == [] and len(calls) == 2     # --force measures again
 
 
 def test_a_failed_benchmark_is_reported_and_does_not_stop_reproduce(isolated_homes, monkeypatch):
-    from cakd import reproduce
+    from cakd.orchestration import reproduce
 
     def broken(*args, **kwargs):
         raise RuntimeError("out of memory")
 
     monkeypatch.setattr(bench, "run_benchmark", broken)
     logged = []
-    assert reproduce._bench("smoke", False, logged.append) == ["bench"]
+    assert reproduce._bench(PROFILES["smoke"], False, logged.append) == ["bench"]
     assert "RuntimeError: out of memory" in logged[-1]

@@ -8,19 +8,21 @@ import nbformat
 import pytest
 import yaml
 
-from cakd import manifest, paths, report
+from cakd.definitions import manifest, paths
+
+from cakd.book import pages
+from cakd.reading import report
 
 PAGES = sorted((paths.BOOK).glob("*.md"))
 
 
 def test_committed_toc_equals_the_generated_one():
-    assert (paths.ROOT / "_toc.yml").read_text() == report.render_toc(), "regenerate: python -m cakd notebooks"
+    assert (paths.ROOT / "_toc.yml").read_text() == pages.render_toc(), "regenerate: python -m cakd notebooks"
 
 
 def test_the_notebooks_command_rewrites_a_stale_toc(monkeypatch, tmp_path):
     import shutil
 
-    from cakd import notebook
 
     (tmp_path / "notebooks").mkdir()
     for path in paths.NOTEBOOKS.glob("*.ipynb"):
@@ -28,20 +30,20 @@ def test_the_notebooks_command_rewrites_a_stale_toc(monkeypatch, tmp_path):
     (tmp_path / "_toc.yml").write_text("format: jb-book\n")
     monkeypatch.setattr(paths, "ROOT", tmp_path)
     monkeypatch.setattr(paths, "NOTEBOOKS", tmp_path / "notebooks")
-    assert notebook.write_notebooks() == ["_toc.yml"]
-    assert (tmp_path / "_toc.yml").read_text() == report.render_toc() and notebook.write_notebooks() == []
+    assert pages.write_notebooks() == ["_toc.yml"]
+    assert (tmp_path / "_toc.yml").read_text() == pages.render_toc() and pages.write_notebooks() == []
 
 
 def test_toc_has_one_page_per_manifest_entry_in_its_group():
-    parts = {p["caption"]: [c["file"] for c in p["chapters"]] for p in yaml.safe_load(report.render_toc())["parts"]}
-    pages = [f for files in parts.values() for f in files]
-    assert len(pages) == len(set(pages))
+    parts = {p["caption"]: [c["file"] for c in p["chapters"]] for p in yaml.safe_load(pages.render_toc())["parts"]}
+    listed = [f for files in parts.values() for f in files]
+    assert len(listed) == len(set(listed))
     for row in manifest.ROWS:
         assert f"book/runs/{row.id}" in parts["Runs: Table 1 rows"]
     for row in manifest.FIGURE_POINTS:
         group = "Runs: Figure 2 points (alpha)" if "fig2" in row.figures else "Runs: Figure 4 points (temperature)"
         assert f"book/runs/{row.id}" in parts[group]
-    for page in pages:
+    for page in listed:
         if not page.startswith("book/runs/"):
             assert (paths.ROOT / f"{page}.md").is_file(), page
 

@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from cakd import data
-from cakd.config import RunConfig, Views, profile_config
-from cakd.data import (DataUnavailableError, apply_views, centre_views, eval_images, load_cifar100,
-                       load_imagefolder, load_splits, make_synthetic, random_views, stratified_split)
-from cakd.models import resize
+from cakd.training import data
+from cakd.definitions.config import RunConfig, Views
+from cakd.definitions.profiles import profile_config
+from cakd.training.data import (DataUnavailableError, load_cifar100, load_imagefolder, load_splits, make_synthetic,
+                                stratified_split)
+from cakd.training.views import apply_views, centre_views, eval_images, random_views, resize
 
 PAD4 = Views(resize=0, pad=4, crop=32, augment="crop_flip")           # consistent profile: 162 views
 PAPER = Views(resize=256, pad=0, crop=224, augment="crop_flip")       # paper profile: 2178 views
@@ -23,7 +24,7 @@ SMOKE = Views(resize=36, pad=0, crop=32, augment="crop_flip")         # smoke pr
 
 
 def view_id(dy: int, dx: int, flip: int, offsets: int = 9) -> int:
-    # v = 2 * (dy * offsets + dx) + flip (cakd.data.apply_views docstring)
+    # v = 2 * (dy * offsets + dx) + flip (cakd.training.views.apply_views docstring)
     return 2 * (dy * offsets + dx) + flip
 
 

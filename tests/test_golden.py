@@ -9,9 +9,9 @@ import sys
 import nbformat
 import pytest
 
-from cakd import paths
-from cakd.goldens import GOLDENS, PROFILE, SANITIZE, TOLERANCES, environment, golden_environment
-from cakd.goldens import golden_path, tolerance, within_tolerance
+from cakd.definitions import paths
+from cakd.orchestration.goldens import GOLDENS, PROFILE, SANITIZE, TOLERANCES, environment, golden_environment
+from cakd.orchestration.goldens import golden_path, tolerance, within_tolerance
 
 TESTS = os.path.dirname(__file__)
 

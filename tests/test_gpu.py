@@ -6,9 +6,9 @@ import math
 import pytest
 import torch
 
-from cakd import teachers
-from cakd.manifest import ROWS
-from cakd.runs import load_or_train
+from cakd.training import teachers
+from cakd.definitions.manifest import ROWS
+from cakd.training.runs import load_or_train
 
 pytestmark = [pytest.mark.gpu, pytest.mark.slow]
 

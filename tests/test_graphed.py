@@ -1,6 +1,7 @@
-"""The graphed training step (cakd.graphed) against the eager one, and the step refactoring of train_epoch.
+"""The graphed training step (cakd.training.graphed) against the eager one, in bf16 and in fp16 with its gradient
+scaler, and TrainStep's epoch of steps.
 
-The graph tests need CUDA and are skipped elsewhere; the rest run on the CPU. No timings.
+The graph tests need CUDA (`pytest -m gpu`); the rest run on the CPU. No timings.
 """
 import dataclasses
 import warnings
@@ -8,19 +9,19 @@ import warnings
 import pytest
 import torch
 
-from cakd import graphed
-from cakd.config import profile_config
-from cakd.data import Split, random_views
-from cakd.manifest import D, R50, V
-from cakd.models import create_student
-from cakd.runs import step_loss
-from cakd.teaching import CACHE_DTYPE, CachedTeachers, OnlineTeachers, TeacherLogitCache
-from cakd.train import FitConfig, make_scheduler, prepare_training, train_epoch, train_step
-
+from cakd.definitions.manifest import D, R50, V
+from cakd.definitions.profiles import profile_config
+from cakd.training import graphed
+from cakd.training.data import Split
+from cakd.training.models import create_student
+from cakd.training.runs import step_loss
+from cakd.training.teaching import CACHE_DTYPE, CachedTeachers, OnlineTeachers, TeacherLogitCache
+from cakd.training.train import FitConfig, TrainStep, make_scheduler, prepare_training, train_step
+from cakd.training.views import random_views
 
 
 def _setup(device, *, cuda_graph=True, precision=None, teachers=True, batch_size=16, images=128):
-    """A tiny consistent-profile student, its optimizer and (with `teachers`) a 162-view logit cache."""
+    """A tiny consistent-profile student, its optimizer, scaler and step (with `teachers`, a 162-view logit cache)."""
     overrides = dict(model_scale="tiny", teacher_weights="train", **({"precision": precision} if precision else {}))
     config = profile_config("consistent", method="adaptive_alpha" if teachers else "baseline",
                             teachers=[D, R50, V] if teachers else [], **overrides)
@@ -34,9 +35,9 @@ def _setup(device, *, cuda_graph=True, precision=None, teachers=True, batch_size
                                            .to(device), "val": None, "test": None}, {}) for _ in range(3)]
         source = CachedTeachers(caches, [D, R50, V], device)
     torch.manual_seed(0)
-    model, optimizer, scaler = prepare_training(create_student(config.student, 100, "tiny"), device, cfg.lr,
-                                                cfg.weight_decay, cfg.precision)
-    return config, cfg, train, source, model, optimizer, scaler
+    model, optimizer, scaler = prepare_training(create_student(config.student, 100, "tiny"), cfg)
+    step = TrainStep(model, optimizer, scaler, step_loss(config), train, cfg, source)
+    return config, cfg, train, source, model, optimizer, scaler, step
 
 
 def _epoch_batches(cfg, train, steps, seed=1):
@@ -48,44 +49,63 @@ def _epoch_batches(cfg, train, steps, seed=1):
 
 def _losses(device, cuda_graph, steps=50, **kw):
     """Per-step losses of `steps` one-batch epochs; the lr drops (scheduler step) halfway, as after an epoch."""
-    config, cfg, train, teachers, model, optimizer, scaler = _setup(device, cuda_graph=cuda_graph, **kw)
+    config, cfg, train, teachers, model, optimizer, scaler, step = _setup(device, cuda_graph=cuda_graph, **kw)
     scheduler = make_scheduler(optimizer, "cosine", 2, 1e-6)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if device.type == "cuda" else None
     losses = []
     for i, (order, views) in enumerate(_epoch_batches(cfg, train, steps)):
         if i == steps // 2:
             scheduler.step()
-        sums = train_epoch(model, optimizer, step_loss(config), train, order, views, cfg, teachers=teachers,
-                           autocast=autocast, scaler=scaler)
-        losses.append(sums["loss"] / cfg.batch_size)
-    return torch.stack(losses).float().cpu(), model
+        losses.append(step.epoch(order, views)["loss"] / cfg.batch_size)
+    return torch.stack(losses).float().cpu(), step, scaler
 
 
 # ----------------------------------------------------------------------------- CUDA only
 
+def _cuda():
+    assert torch.cuda.is_available(), "pytest -m gpu runs on a CUDA machine"
+    return torch.device("cuda", torch.cuda.current_device())
+
+
 @pytest.mark.gpu
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
 @pytest.mark.parametrize("teachers", [False, True], ids=["baseline", "cached_kd"])
-def test_fifty_graphed_steps_give_the_eager_losses_within_bf16_tolerance(teachers):
-    device = torch.device("cuda", torch.cuda.current_device())
-    eager, _ = _losses(device, False, teachers=teachers)
-    graph, _ = _losses(device, True, teachers=teachers)
-    assert torch.isfinite(graph).all()
-    # the first WARMUP_STEPS steps are eager in both runs; then bf16 rounding (and cuDNN's choices) may drift
+def test_graphed_steps_give_the_eager_losses_within_mixed_precision_tolerance(teachers, precision):
+    eager, eager_step, _ = _losses(_cuda(), False, steps=300, teachers=teachers, precision=precision)
+    graph, graph_step, _ = _losses(_cuda(), True, steps=300, teachers=teachers, precision=precision)
+    assert graph_step.graphed and not eager_step.graphed and torch.isfinite(graph).all()
+    # the first WARMUP_STEPS steps are eager in both runs; then rounding (and cuDNN's choices) may drift
     torch.testing.assert_close(graph[:graphed.WARMUP_STEPS], eager[:graphed.WARMUP_STEPS], rtol=1e-3, atol=1e-3)
     torch.testing.assert_close(graph, eager, rtol=5e-2, atol=5e-2)
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("cuda_graph", [False, True], ids=["eager", "graphed"])
+def test_an_fp16_overflow_skips_the_step_and_halves_the_scale(cuda_graph):
+    config, cfg, train, _, model, optimizer, scaler, step = _setup(_cuda(), precision="fp16", teachers=False,
+                                                                   cuda_graph=cuda_graph)
+    batches = list(_epoch_batches(cfg, train, graphed.WARMUP_STEPS + 3))
+    for order, views in batches[:-1]:          # eager warm-up, then (graphed) the capture and a replay
+        step.epoch(order, views)
+    assert step.graphed == cuda_graph
+    scaler._scale.fill_(3e38)                  # loss x scale overflows float32: every gradient is inf
+    growth = scaler._growth_tracker.clone()
+    before = [p.detach().clone() for p in model.parameters()]
+    step.epoch(*batches[-1])
+    for old, new in zip(before, model.parameters()):
+        torch.testing.assert_close(new.detach(), old, rtol=0, atol=0)       # skipped
+    assert float(scaler.get_scale()) == pytest.approx(1.5e38) and int(scaler._growth_tracker) == 0 <= int(growth)
+
+
+@pytest.mark.gpu
 def test_the_graph_reads_the_learning_rate_the_scheduler_sets():
-    device = torch.device("cuda", torch.cuda.current_device())
-    config, cfg, train, teachers, model, optimizer, scaler = _setup(device, teachers=False)
+    config, cfg, train, teachers, model, optimizer, scaler, step = _setup(_cuda(), teachers=False)
     batches = list(_epoch_batches(cfg, train, graphed.WARMUP_STEPS + 2))
     for order, views in batches[:-1]:        # eager warm-up, capture, one replay
-        train_epoch(model, optimizer, step_loss(config), train, order, views, cfg)
+        step.epoch(order, views)
     assert isinstance(optimizer.param_groups[0]["lr"], torch.Tensor)
     torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: 0.0)   # fills the lr tensor with 0 in place
     before = [p.detach().clone() for p in model.parameters()]
-    train_epoch(model, optimizer, step_loss(config), train, *batches[-1], cfg)
+    step.epoch(*batches[-1])
     # lr 0: AdamW moves nothing (its decoupled decay is lr x wd x p = 0 too)
     for old, new in zip(before, model.parameters()):
         torch.testing.assert_close(new.detach(), old)
@@ -93,33 +113,32 @@ def test_the_graph_reads_the_learning_rate_the_scheduler_sets():
 
 
 @pytest.mark.gpu
-def test_fp16_and_online_teachers_run_eagerly_with_a_warning_that_says_why():
-    device = torch.device("cuda", torch.cuda.current_device())
-    config, cfg, train, _, model, optimizer, scaler = _setup(device, precision="fp16", teachers=False)
-    order, views = next(_epoch_batches(cfg, train, 1))
-    with pytest.warns(UserWarning, match="fp16"):
-        train_epoch(model, optimizer, step_loss(config), train, order, views, cfg, scaler=scaler)
+def test_online_teachers_run_eagerly_with_a_warning_that_says_why():
+    device = _cuda()
+    online = OnlineTeachers([], [], "student_view", None, "bf16")
+    config, cfg, train, _, model, optimizer, scaler, _ = _setup(device, teachers=False)
+    with pytest.warns(UserWarning, match="online teachers"):
+        TrainStep(model, optimizer, scaler, step_loss(config), train, cfg, online)
 
 
 # ----------------------------------------------------------------------------- CPU
 
-def test_train_epoch_sums_the_steps_of_train_step_over_full_batches_only():
+def test_an_epoch_sums_the_steps_of_train_step_over_full_batches_only():
     # 4 steps of 16 from 70 indices: the last 6 are dropped
-    device = torch.device("cpu")
-    config, cfg, train, teachers, model, optimizer, _ = _setup(device)
+    config, cfg, train, teachers, model, optimizer, _, step = _setup(torch.device("cpu"))
     g = torch.Generator().manual_seed(3)
     order, views = torch.randint(0, len(train), (70,), generator=g), random_views(70, cfg.views, g)
     state = ({k: v.clone() for k, v in model.state_dict().items()}, optimizer.state_dict())
     torch.manual_seed(5)   # the student's dropout
-    sums = train_epoch(model, optimizer, step_loss(config), train, order, views, cfg, teachers=teachers)
+    sums = step.epoch(order, views)
     model.load_state_dict(state[0])
     optimizer.load_state_dict(state[1])
     torch.manual_seed(5)
     expected = {}
     for first in range(0, 64, 16):
-        step = train_step(model, optimizer, step_loss(config), train, order[first:first + 16],
-                          views[first:first + 16], cfg.views, teachers=teachers)
-        expected = {k: expected.get(k, 0) + v for k, v in step.items()}
+        one = train_step(model, optimizer, step_loss(config), train, order[first:first + 16],
+                         views[first:first + 16], cfg.views, teachers=teachers)
+        expected = {k: expected.get(k, 0) + v for k, v in one.items()}
     assert set(sums) == {"loss", "train_acc", "ce", "kd", "alpha", "teacher_choice"}
     for key in sums:
         torch.testing.assert_close(sums[key], expected[key])
@@ -127,8 +146,7 @@ def test_train_epoch_sums_the_steps_of_train_step_over_full_batches_only():
 
 
 def test_train_step_returns_batch_sums_and_updates_the_weights():
-    device = torch.device("cpu")
-    config, cfg, train, _, model, optimizer, _ = _setup(device, teachers=False)
+    config, cfg, train, _, model, optimizer, _, _ = _setup(torch.device("cpu"), teachers=False)
     order, views = next(_epoch_batches(cfg, train, 1))
     before = [p.detach().clone() for p in model.parameters()]
     sums = train_step(model, optimizer, step_loss(config), train, order, views, cfg.views)
@@ -142,26 +160,25 @@ def test_cuda_graph_changes_nothing_on_a_cpu_and_warns_of_nothing():
     device = torch.device("cpu")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        on, _ = _losses(device, True, steps=3)
-    off, _ = _losses(device, False, steps=3)
-    assert torch.equal(on, off)
+        on, step, _ = _losses(device, True, steps=3)
+    off, _, _ = _losses(device, False, steps=3)
+    assert torch.equal(on, off) and not step.graphed
 
 
 def test_graph_blocker_names_why_a_step_stays_eager():
     cuda, cpu = torch.device("cuda"), torch.device("cpu")
-    assert graphed.graph_blocker(cuda, "bf16", False) is None
-    assert graphed.graph_blocker(cuda, "fp32", False) is None
-    assert "CUDA" in graphed.graph_blocker(cpu, "bf16", False)
-    assert "fp16" in graphed.graph_blocker(cuda, "fp16", False)
-    assert "compile" in graphed.graph_blocker(cuda, "bf16", True)
+    assert graphed.graph_blocker(cuda, False) is None
+    assert "CUDA" in graphed.graph_blocker(cpu, False)
+    assert "compile" in graphed.graph_blocker(cuda, True)
     online = OnlineTeachers([], [], "student_view", None, "bf16")
-    assert "online teachers" in graphed.graph_blocker(cuda, "bf16", False, online)
+    assert "online teachers" in graphed.graph_blocker(cuda, False, online)
     host = CachedTeachers([TeacherLogitCache(None, {"train": torch.zeros(2, 3), "val": None, "test": None}, {})],
                           ["t"], cuda)
-    assert "host memory" in graphed.graph_blocker(cuda, "bf16", False, host)
+    assert "host memory" in graphed.graph_blocker(cuda, False, host)
 
 
-def test_fit_config_carries_cuda_graph_from_the_run_config():
-    config = profile_config("smoke", cuda_graph=False)
+def test_fit_config_carries_the_speed_options_from_the_run_config():
+    config = profile_config("smoke", cuda_graph=False, cudnn_benchmark=False)
     assert FitConfig.of(config, torch.device("cpu")).cuda_graph is False
+    assert FitConfig.of(config, torch.device("cpu")).cudnn_benchmark is False
     assert FitConfig.of(profile_config("smoke"), torch.device("cpu")).cuda_graph is True

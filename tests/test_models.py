@@ -8,10 +8,12 @@ import pytest
 import torch
 from torch import nn
 
-from cakd import checkpoints, paths
-from cakd.models import (PRETRAINED_DIR_ENV, STUDENTS, TEACHERS, WEIGHTS_URL, Classifier, InputPipeline,
-                         PretrainedUnavailableError, count_parameters, create_student, create_teacher,
-                         load_public_weights, public_weights_path)
+from cakd.definitions import paths
+from cakd.definitions.networks import InputPipeline, teacher_pipeline
+from cakd.training import checkpoints
+from cakd.training.models import (PRETRAINED_DIR_ENV, STUDENTS, TEACHERS, WEIGHTS_URL, Classifier,
+                                  PretrainedUnavailableError, count_parameters, create_student, create_teacher,
+                                  load_public_weights, pil_transform, public_weights_path)
 from support import D, R18, R34, R50, V
 
 
@@ -214,7 +216,7 @@ def _torchvision(pipeline: InputPipeline):
 @pytest.mark.parametrize("name", [R18, R34, R50, D])
 def test_teacher_input_pipeline_equals_torchvision_transforms(name):
     # ResNets: Normalize only; DenseNet: Resize((36, 36), bilinear) -> CenterCrop(32) -> Normalize
-    pipeline = TEACHERS[name].pipeline
+    pipeline = teacher_pipeline(name, "full")
     x = images(1, seed=3)
     torch.testing.assert_close(recorded(pipeline, x), _torchvision(pipeline)(x))
 
@@ -222,7 +224,7 @@ def test_teacher_input_pipeline_equals_torchvision_transforms(name):
 def test_vit_input_pipeline_is_bicubic_248_centre_224_at_half_normalization():
     # PIL's bicubic (a = -0.5) is not torch's (a = -0.75), so no pixel comparison; a constant image stays
     # constant through resize and crop: 0.3 -> (0.3 - 0.5) / 0.5 = -0.4 everywhere
-    seen = recorded(TEACHERS[V].pipeline, torch.full((2, 3, 32, 32), 0.3))
+    seen = recorded(teacher_pipeline(V, "full"), torch.full((2, 3, 32, 32), 0.3))
     assert seen.shape == (2, 3, 224, 224)
     torch.testing.assert_close(seen, torch.full((2, 3, 224, 224), -0.4))
 
@@ -273,7 +275,7 @@ def test_a_clean_teacher_input_is_the_authors_pil_transform_of_the_8_bit_image(n
 
     recorder = Recorder()
     pixels = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(5))
-    Classifier(recorder, TEACHERS[name].pipeline).forward_clean(pixels)
+    Classifier(recorder, teacher_pipeline(name, "full")).forward_clean(pixels)
     expected = torch.stack([_authors_eval_transform(family)(Image.fromarray(p.permute(1, 2, 0).numpy()))
                             for p in pixels])
     assert torch.equal(recorder.seen, expected)

@@ -10,9 +10,9 @@ import sys
 import nbformat
 import pytest
 
-from cakd import paths
-from cakd.config import profile_config
-from cakd.registry import find_run
+from cakd.definitions import paths
+from cakd.definitions.profiles import profile_config
+from cakd.definitions.registry import find_run
 from support import SESSION_TEACHERS, SMALL
 
 pytestmark = pytest.mark.notebook

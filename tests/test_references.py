@@ -5,11 +5,11 @@ import subprocess
 
 import pytest
 
-from cakd import paths
+from cakd.definitions import paths
 
 SCANNED = ("cakd", "notebooks", "book", "tests", "scripts", ".ci", "README.md", "Makefile", "_config.yml",
            "_toc.yml", "pyproject.toml", "requirements.txt")
-# a path written with at least one folder and a source file's suffix: book/method.md, ../cakd/losses.py
+# a path written with at least one folder and a source file's suffix: book/method.md, ../cakd/training/losses.py
 PATH = re.compile(r"(?<![\w/.$-])((?:\.\./|\./)*(?:[\w.-]+/)+[\w.-]+\.(?:py|md|ipynb|ya?ml|toml|cfg|txt|json|css|bib|sh))\b")
 # what runs write (the run registry, executed pages, figures, the built book) and folders outside the repository
 # a path may rightly name: the user's cache home, a temporary folder, the Python installation
@@ -39,12 +39,12 @@ def unknown_paths(file, text):
 
 def test_the_scan_sees_the_code_the_notebooks_and_the_book():
     names = {f.relative_to(paths.ROOT).as_posix() for f in scanned_files()}
-    assert {"cakd/losses.py", "notebooks/method3.ipynb", "book/reproduction.md", "README.md"} <= names
+    assert {"cakd/training/losses.py", "notebooks/method3.ipynb", "book/reproduction.md", "README.md"} <= names
 
 
 @pytest.mark.parametrize("text,found", [("see ../shared/DESIGN.md", ["../shared/DESIGN.md"]),
                                         ("`book/nothing.md`", ["book/nothing.md"]),
-                                        ("`cakd/losses.py` and book/runs/<row>.ipynb", [])])
+                                        ("`cakd/training/losses.py` and book/runs/<row>.ipynb", [])])
 def test_the_path_check_itself_tells_missing_from_present(text, found):
     assert unknown_paths(paths.ROOT / "README.md", text) == found
 

@@ -7,10 +7,13 @@ import re
 import pandas as pd
 import pytest
 
-from cakd import costs, files, manifest, paths, plots, report
-from cakd.conclusions import CONCLUSIONS, Conclusion, check_conclusions, conclusions_table, judge, judge_pair
-from cakd.registry import find_run, run_folder
-from cakd.tables import render_table
+from cakd.definitions.profiles import PROFILES
+from cakd.reading import costs, plots, report
+
+from cakd.definitions import files, manifest, paths
+from cakd.reading.conclusions import CONCLUSIONS, Conclusion, check_conclusions, conclusions_table, judge, judge_pair
+from cakd.definitions.registry import find_run, run_folder
+from cakd.reading.tables import render_table
 
 
 def write_run(row_id: str, profile: str, seed: int, accuracy: float, epochs: int = 3) -> None:
@@ -90,10 +93,10 @@ def test_bad_seeds_is_a_value_error(bad):
         report.results_table("smoke", seeds=bad)
 
 
-def test_every_profile_has_a_note():
-    for profile in report.profile_names():
-        assert report.profile_note(profile).summary
-    assert not report.PROFILE_NOTES["paper"].banner and report.PROFILE_NOTES["smoke"].banner
+def test_every_profile_says_what_it_is_and_only_the_authors_code_goes_unlabelled():
+    for name, profile in PROFILES.items():
+        assert profile.summary and profile.comparable == (name != "smoke")
+        assert bool(profile.banner) == (not profile.authors_code)
 
 
 # ----------------------------------------------------------------------------- conclusions

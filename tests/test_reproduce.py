@@ -8,31 +8,19 @@ import shutil
 import tempfile
 import threading
 import time
+from pathlib import Path
 
 import nbformat
 import pytest
 
-from cakd import paths, reproduce
 from cakd.__main__ import main
-from cakd.manifest import Row
-from cakd.registry import find_run
-from cakd.report import profile_note
+from cakd.definitions import paths
+from cakd.definitions.manifest import Row
+from cakd.definitions.profiles import get_profile
+from cakd.definitions.registry import find_run
+from cakd.orchestration import reproduce
 
-# A notebook as thin as the real ones: the parameters cell, then its run read from the registry. Its task starts
-# after its run's has finished, so the run is there; a page that ran first would find none and fail. (Reading the
-# registry imports no torch: seconds saved in each of the test's five page kernels.)
-TINY_PARAMETERS = """profile = "smoke"
-seed = 0
-epochs = None
-synthetic_size = None
-synthetic_classes = None
-batch_size = None"""
-TINY_BODY = """import cakd.config, cakd.registry
-config = cakd.config.profile_config(profile, method="baseline", seed=seed, epochs=epochs,
-                                    synthetic_size=synthetic_size, synthetic_classes=synthetic_classes,
-                                    batch_size=batch_size)
-result = cakd.registry.find_run(config)
-print(f"test_acc: {result.accuracy:.2f}")"""
+SMOKE = get_profile("smoke")
 TINY = {"method": "baseline", "epochs": 1, "synthetic_size": 120, "synthetic_classes": 10}
 ROWS = [Row("tiny_a", "Tiny A", "tiny", dict(TINY)),
         # valid, but fails once training starts (more images per batch than the split has)
@@ -42,16 +30,12 @@ ROWS = [Row("tiny_a", "Tiny A", "tiny", dict(TINY)),
 
 @pytest.fixture
 def tiny_manifest(tmp_path, monkeypatch):
-    """notebooks/, book/runs/ and cakd's code in tmp_path (the tiny notebook; a copy of the package the stamps
-    read); Ray's files in a short folder (a socket's path must stay under 108 bytes)."""
+    """notebooks/ with tests/notebooks/tiny.ipynb (a page as thin as the real ones: its run read from the registry),
+    book/runs/ and a copy of cakd's code (what the stamps read) in tmp_path; Ray's files in a short folder (a socket's
+    path must stay under 108 bytes)."""
     notebooks = tmp_path / "notebooks"
     notebooks.mkdir()
-    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
-                                                           "language": "python"}})
-    nb.cells = [nbformat.v4.new_markdown_cell("# Tiny"),
-                nbformat.v4.new_code_cell(TINY_PARAMETERS, metadata={"tags": ["parameters"]}),
-                nbformat.v4.new_code_cell(TINY_BODY)]
-    nbformat.write(nb, notebooks / "tiny.ipynb")
+    shutil.copy(Path(__file__).parent / "notebooks" / "tiny.ipynb", notebooks)
     monkeypatch.setattr(paths, "NOTEBOOKS", notebooks)
     monkeypatch.setattr(paths, "BOOK_RUNS", tmp_path / "runs")
     monkeypatch.setattr(paths, "PACKAGE", shutil.copytree(paths.PACKAGE, tmp_path / "cakd"))
@@ -72,9 +56,9 @@ def test_tasks_land_every_run_a_failure_is_reported_and_a_rerun_reuses_finished_
     grid = [(a, 0, a.config("smoke", 0)), (a, 1, a.config("smoke", 1)), (broken, 0, broken.config("smoke", 0)),
             (broken, 1, broken.config("smoke", 1)), (b, 0, b.config("smoke", 0))]
     logged, rerun_logged = [], []
-    plots = paths.PACKAGE / "plots.py"
+    plots = paths.PACKAGE / "reading" / "plots.py"
     with reproduce.ray_session(reproduce.Resources(workers=2), gpu=False) as where:
-        outcomes = reproduce.run_grid(grid, "smoke", False, logged.append)
+        outcomes = reproduce.run_grid(grid, SMOKE, False, logged.append)
         a_run = find_run(a.config("smoke", 0))
         trained_at = (a_run.folder / "metrics.json").stat().st_mtime_ns
         page = nbformat.read(paths.BOOK_RUNS / "tiny_a.ipynb", as_version=4)
@@ -82,8 +66,8 @@ def test_tasks_land_every_run_a_failure_is_reported_and_a_rerun_reuses_finished_
         # retrained); then a rerun with nothing changed: finished runs and pages reused without a task, the
         # broken row fails again (one Ray session for all three: a page's stamp is taken when its task is made)
         plots.write_text(plots.read_text().replace("fig.savefig(png, dpi=150", "fig.savefig(png, dpi=151"))
-        changed = reproduce.run_grid(grid, "smoke", False, rerun_logged.append)
-        again = reproduce.run_grid(grid, "smoke", False, rerun_logged.append)
+        changed = reproduce.run_grid(grid, SMOKE, False, rerun_logged.append)
+        again = reproduce.run_grid(grid, SMOKE, False, rerun_logged.append)
 
     assert where == "Ray on this machine: 2 CPU worker(s)"
 
@@ -105,7 +89,7 @@ def test_tasks_land_every_run_a_failure_is_reported_and_a_rerun_reuses_finished_
     # seed 0's page: in book/runs/, stamped, titled by the row under the profile's label
     stamp = page.metadata["cakd"]
     assert stamp["parameters"] == {"profile": "smoke", "epochs": 1, "synthetic_size": 120, "synthetic_classes": 10}
-    assert page.cells[0].source.startswith("# Tiny A\n\n```{warning}\n" + profile_note("smoke").banner + "\n```\n\n")
+    assert page.cells[0].source.startswith("# Tiny A\n\n```{warning}\n" + SMOKE.banner + "\n```\n\n")
     assert "test_acc: " in "".join(o.get("text", "") for c in page.cells if c.cell_type == "code" for o in c.outputs)
     assert not (paths.BOOK_RUNS / "tiny_a-seed1.ipynb").exists()
     assert len(logged) == 8 and all(line.startswith("[") for line in logged), logged
@@ -142,7 +126,7 @@ def test_two_nodes_land_two_runs_and_a_run_on_a_lost_node_is_retried_on_the_othe
             result["where"] = where
             result["nodes"] = reproduce.check_shared_homes()
             # seed 1: a run without its page (seed 0's), which the test above covers
-            result["outcomes"] = reproduce.run_grid([(row, 1, row.config("smoke", 1)) for row in rows], "smoke",
+            result["outcomes"] = reproduce.run_grid([(row, 1, row.config("smoke", 1)) for row in rows], SMOKE,
                                                     False, print)
     driver = threading.Thread(target=drive)
     raylet = worker.all_processes["raylet"][0].process.pid   # a task's worker process is its node raylet's child

@@ -9,8 +9,10 @@ from unittest import mock
 import pytest
 import torch
 
-from cakd import checkpoints, files, paths, train
-from cakd.runs import checkpoint_path, load_or_train
+from cakd.training import checkpoints, train
+
+from cakd.definitions import files, paths
+from cakd.training.runs import checkpoint_path, load_or_train
 from support import R18, SESSION_TEACHERS, smoke_config
 
 pytestmark = pytest.mark.xdist_group("resume")   # one worker builds the module fixture, not each

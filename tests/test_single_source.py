@@ -1,5 +1,5 @@
 """Each option is defined once: what a run reads decides its hash, a new loss needs only its registration, and
-the notebooks' parameters are generated from the config (cakd.config, cakd.losses, cakd.notebook)."""
+the notebooks' parameters are generated from the config (cakd.definitions, cakd.training.losses, cakd.book.pages)."""
 from __future__ import annotations
 
 import dataclasses
@@ -9,12 +9,16 @@ import nbformat
 import pytest
 import torch
 
-from cakd import config as cfg
-from cakd import losses, notebook, paths, runs
-from cakd.config import Method, RunConfig, profile_config
-from cakd.losses import kl_per_sample, register_loss
-from cakd.notebook import NOTEBOOKS, RUN_NOTEBOOKS, NotebookStop, parameter_names, parameters_source
-from cakd.runs import RequirementError, load_or_train
+from cakd.book import notebook, pages
+from cakd.book.notebook import NotebookStop
+from cakd.book.pages import NOTEBOOKS, RUN_NOTEBOOKS, default_parameters, parameter_names, parameters_source
+from cakd.definitions import methods, paths
+from cakd.definitions.config import RunConfig
+from cakd.definitions.methods import Method
+from cakd.definitions.profiles import profile_config
+from cakd.training import losses, runs
+from cakd.training.losses import kl_per_sample, register_loss
+from cakd.training.runs import RequirementError, load_or_train
 from support import D, R18, SESSION_TEACHERS, smoke_config
 
 
@@ -47,12 +51,13 @@ def _my_kd(student_logits, teacher_logits, labels, *, temperature):
 
 @pytest.fixture
 def my_kd(monkeypatch):
-    """Adds method 'my_kd' for the test only (monkeypatch removes it afterwards): its entry in cakd.config, its
-    loss, a run notebook."""
-    monkeypatch.setitem(cfg.METHODS, "my_kd", Method("My KD", "one", ("temperature",)))
+    """Adds method 'my_kd' for the test only (monkeypatch removes it afterwards): its entry in
+    cakd.definitions.methods, its loss, a run notebook."""
+    monkeypatch.setitem(methods.METHODS, "my_kd", Method("My KD", "one", "my_kd_notebook", "-p temperature 2",
+                                                         lambda c: f"L = KL, tau {c.temperature:g}", ("temperature",)))
     monkeypatch.setitem(losses.LOSSES, "my_kd", None)     # undo deletes the key: it was absent before
     register_loss("my_kd")(_my_kd)
-    monkeypatch.setitem(RUN_NOTEBOOKS, "my_kd_notebook", ("my_kd", "-p temperature 2"))
+    monkeypatch.setitem(RUN_NOTEBOOKS, "my_kd_notebook", "my_kd")
     return "my_kd"
 
 
@@ -94,7 +99,7 @@ def test_notebook_parameters_cell_is_generated_from_the_config(name):
 def test_every_run_notebook_is_the_shared_cells_in_step(name):
     # every cell of every run notebook, the title and introduction included, as cakd.notebook writes it
     committed = nbformat.read(paths.NOTEBOOKS / f"{name}.ipynb", as_version=4)
-    generated = notebook.run_notebook(name)
+    generated = pages.run_notebook(name)
     assert [(c.cell_type, c.source, c.metadata) for c in committed.cells] == \
         [(c.cell_type, c.source, c.metadata) for c in generated.cells], "rerun: python -m cakd notebooks"
 
@@ -106,20 +111,16 @@ def test_a_changed_template_cell_reaches_every_run_notebook(tmp_path, monkeypatc
         shutil.copy(path, tmp_path)
     nbformat.write(template, tmp_path / "run_template.ipynb")
     monkeypatch.setattr(paths, "NOTEBOOKS", tmp_path)
-    assert sorted(notebook.write_notebooks()) == sorted(RUN_NOTEBOOKS)
+    assert sorted(pages.write_notebooks()) == sorted(RUN_NOTEBOOKS)
     for name in RUN_NOTEBOOKS:
         nb = nbformat.read(tmp_path / f"{name}.ipynb", as_version=4)
-        assert nb.cells[-1].source.endswith("  # changed") and nb.cells[:2] == notebook.run_notebook(name).cells[:2]
-    assert notebook.write_notebooks() == []                  # written: in step
+        assert nb.cells[-1].source.endswith("  # changed") and nb.cells[:2] == pages.run_notebook(name).cells[:2]
+    assert pages.write_notebooks() == []                     # written: in step
 
 
 def _namespace(name: str, **injected) -> dict:
     """A notebook's globals after its parameters cell and papermill's injected cell."""
-    namespace: dict = {}
-    exec(parameters_source(name), namespace)
-    del namespace["__builtins__"]
-    namespace.update(injected)
-    return namespace
+    return {**default_parameters(name), **injected}
 
 
 def test_notebook_refuses_an_injected_unknown_name_with_the_closest_match():
@@ -165,3 +166,14 @@ def test_paper_notebook_on_a_cpu_stops_with_the_requirement(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(NotebookStop, match="-p profile smoke"):
         notebook.run_config("method3", _namespace("method3"))
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_default_parameters_are_what_the_parameters_cell_sets(name):
+    cell = next(c for c in nbformat.read(paths.NOTEBOOKS / f"{name}.ipynb", as_version=4).cells
+                if "parameters" in c.metadata.get("tags", []))
+    namespace: dict = {}
+    exec(cell.source, namespace)   # the notebook's own cell, as its kernel runs it
+    for builtin in ("__builtins__", "__annotations__"):
+        namespace.pop(builtin, None)
+    assert namespace == default_parameters(name)

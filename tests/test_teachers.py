@@ -5,12 +5,15 @@ import urllib.error
 import pytest
 import torch
 
-from cakd import checkpoints, files, teachers
-from cakd.config import profile_config
-from cakd.data import Split, Splits
-from cakd.models import PRETRAINED_DIR_ENV, PretrainedUnavailableError, create_teacher
-from cakd.runs import load_or_train
-from cakd.teachers import TeacherTraining, load_or_train_teacher, load_teacher, teacher_folder
+from cakd.training import checkpoints, teachers
+
+from cakd.definitions import files
+from cakd.definitions.config import TeacherTraining
+from cakd.definitions.profiles import profile_config
+from cakd.training.data import Split, Splits
+from cakd.training.models import PRETRAINED_DIR_ENV, PretrainedUnavailableError, create_teacher
+from cakd.training.runs import load_or_train
+from cakd.training.teachers import load_or_train_teacher, load_teacher, teacher_folder
 from support import D, R18, smoke_config
 
 

@@ -1,17 +1,21 @@
-"""Teacher logits while the student trains (cakd.teaching): cache == online for clean and student-view inputs,
-fixed targets cost one pass per image, fingerprints, corruption, the host-resident lookup."""
+"""Teacher logits while the student trains (cakd.training.teaching): cache == online for clean and student-view
+inputs, fixed targets cost one pass per image, cache keys and fingerprints, corruption, the host-resident lookup."""
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 
-from cakd import paths, teaching
-from cakd.config import Views
-from cakd.data import Split, Splits, apply_views, make_synthetic
-from cakd.models import create_teacher
-from cakd.runs import load_or_train
-from cakd.teachers import load_teacher
-from cakd.teaching import (CachedTeachers, OnlineTeachers, StaleCacheError, TeacherLogitCache,
-                           load_or_build_cache, teacher_forward)
+from cakd.definitions import paths
+from cakd.definitions.config import Views
+from cakd.training import probes, teaching
+from cakd.training.data import Split, Splits, make_synthetic
+from cakd.training.models import create_teacher
+from cakd.training.runs import load_or_train
+from cakd.training.teachers import load_teacher
+from cakd.training.teaching import (CachedTeachers, OnlineTeachers, StaleCacheError, TeacherLogitCache,
+                                    load_or_build_cache, teacher_forward)
+from cakd.training.views import apply_views
 from support import D, R18, R50, SESSION_TEACHERS, V, smoke_config
 
 CPU = torch.device("cpu")
@@ -33,7 +37,7 @@ def _teacher(name: str, seed: int = 0):
 
 
 def _build(tmp_path, model, splits, teacher_input="clean", weights="w0"):
-    fingerprint = TeacherLogitCache.fingerprint("t", weights, model, splits, teacher_input, PAD4)
+    fingerprint = TeacherLogitCache.fingerprint(weights, model, splits)
     cache = TeacherLogitCache.build(tmp_path / "cache", model, splits, fingerprint, teacher_input, PAD4, CPU,
                                     "fp32", batch_size=1000)
     return cache, fingerprint
@@ -92,10 +96,11 @@ def test_cache_val_and_test_hold_the_clean_logits(tmp_path, splits):
     torch.testing.assert_close(cache.test, expected, rtol=2e-3, atol=2e-3)
 
 
-@pytest.mark.slow
+@pytest.mark.gpu
 def test_host_resident_lookup_equals_the_device_lookup(tmp_path, splits, monkeypatch):
-    # a cache too large for the GPU stays on the host and is gathered there; the numbers must not change
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    # a cache too large for the GPU stays on the host and is gathered there; the numbers must not change (on a CPU
+    # both lookups are the same code: this compares two paths only on a GPU)
+    device = torch.device("cuda", torch.cuda.current_device())
     _, fingerprint = _build(tmp_path, _teacher(D), splits, "student_view")
     indices, view_ids, views = _batch(splits)
     indices, view_ids = indices.to(device), view_ids.to(device)
@@ -133,13 +138,22 @@ def test_load_refuses_a_cache_of_other_data(tmp_path, splits):
         TeacherLogitCache.load(tmp_path / "cache", {**fingerprint, "data": "another-dataset"}, CPU)
 
 
-@pytest.mark.slow
-def test_load_refuses_a_cache_of_other_views(tmp_path, splits):
-    model = _teacher(D)
-    _, fingerprint = _build(tmp_path, model, splits, "student_view")
-    other = TeacherLogitCache.fingerprint("t", "w0", model, splits, "student_view", Views(0, 2, 32, "crop_flip"))
-    with pytest.raises(StaleCacheError, match="views"):
-        TeacherLogitCache.load(tmp_path / "cache", other, CPU)
+def test_other_views_or_inputs_are_another_cache_and_the_clean_input_ignores_the_views():
+    config = smoke_config(method="ca_wkd", teachers=SESSION_TEACHERS, resize=0, pad=4, crop=32,
+                          teacher_input="student_view")
+    folder = teaching.cache_folder(config, D)
+    assert teaching.cache_folder(dataclasses.replace(config, pad=2), D) != folder
+    assert teaching.cache_folder(dataclasses.replace(config, teacher_input="clean"), D) != folder
+    assert teaching.cache_folder(config, R18) != folder and teaching.cache_folder(config, D) == folder
+    clean = dataclasses.replace(config, teacher_input="clean")
+    assert teaching.cache_folder(dataclasses.replace(clean, pad=2), D) == teaching.cache_folder(clean, D)
+
+
+def test_a_trained_teachers_cache_changes_with_what_trains_it():
+    config = smoke_config(method="ca_wkd", teachers=SESSION_TEACHERS)
+    assert teaching.cache_folder(dataclasses.replace(config, teacher_epochs=3), D) != \
+        teaching.cache_folder(config, D)
+    assert teaching.cache_folder(dataclasses.replace(config, seed=4), D) == teaching.cache_folder(config, D)
 
 
 def test_load_detects_a_corrupted_array(tmp_path, splits):
@@ -182,7 +196,7 @@ def test_cache_file_is_a_plain_npy_readable_without_cakd(tmp_path, splits):
 def trained(smoke_teachers):
     """The session's trained DenseNet stand-in, its config and data (clean input, as the paper profile)."""
     config = smoke_config(method="ca_wkd", teachers=SESSION_TEACHERS)
-    from cakd.data import load_splits
+    from cakd.training.data import load_splits
 
     data = load_splits(config)
     return config, load_teacher(config, D, data), data
@@ -266,16 +280,16 @@ def test_cache_and_online_runs_give_the_same_history(smoke_teachers, teacher_inp
 
 @pytest.mark.slow
 def test_method3_ties_count_every_cached_sample_and_do_not_depend_on_the_chunk(smoke_teachers):
-    from cakd.data import load_splits
-    from cakd.losses import order_dependent, true_class_probability
+    from cakd.training.data import load_splits
+    from cakd.training.losses import order_dependent, true_class_probability
 
     config = smoke_config(method="adaptive_alpha", teachers=SESSION_TEACHERS, resize=0, pad=0, crop=32,
                           teacher_input="student_view")     # 2 views per image (flipped or not): views are samples
     data = load_splits(config)
-    whole = teaching.method3_ties(config, data, CPU, chunk=10_000)
-    assert whole == teaching.method3_ties(config, data, CPU, chunk=7)
+    caches = [load_or_build_cache(config, load_teacher(config, name, data), data, CPU)[0] for name in config.teachers]
+    whole = probes.method3_ties(config, caches, data, CPU, chunk=10_000)
+    assert whole == probes.method3_ties(config, caches, data, CPU, chunk=7)
     assert whole["samples"] == 90 * 2
-    caches = teaching.teacher_logits(config, data, CPU)[0].caches
     logits = torch.stack([c.train.float().flatten(0, 1) for c in caches])
     p_true = true_class_probability(logits, data.train.labels.repeat_interleave(2))
     assert whole["tied_pct"] == pytest.approx(100 * order_dependent(p_true).double().mean().item())

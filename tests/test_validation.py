@@ -23,11 +23,13 @@ import pytest
 import torch
 import yaml
 
-from cakd import paths, registry, runs, teachers
-from cakd.config import RunConfig, profile_config
-from cakd.data import DataUnavailableError
-from cakd.notebook import teachers_config
-from cakd.teachers import TeacherTraining
+from cakd.book.notebook import teachers_config
+from cakd.book.pages import Page, default_parameters
+from cakd.definitions import paths, registry
+from cakd.definitions.config import RunConfig, TeacherTraining
+from cakd.definitions.profiles import profile_config
+from cakd.training import runs, teachers
+from cakd.training.data import DataUnavailableError
 from support import D, R50, smoke_config
 
 
@@ -89,18 +91,15 @@ def _check_message(message, field, value, allowed):
 @pytest.mark.parametrize("notebook, args, field, value, allowed", [c[1:] for c in PAPERMILL_CASES],
                          ids=[c[0] for c in PAPERMILL_CASES])
 def test_bad_notebook_parameter_stops_the_config_cell(notebook, args, field, value, allowed, isolated_homes):
-    """Every case in this process: the notebook's parameters cell, papermill's injected parameters (its own
-    translator) and its first code cell, executed as the kernel executes them."""
-    from papermill.translators import translate_parameters
-
-    from cakd.notebook import NotebookStop
+    """Every case in this process: the notebook's parameters cell, the parameters papermill injects (as its command
+    line converts them) and its first code cell, executed as the kernel executes them."""
+    from cakd.book.notebook import NotebookStop
 
     code = [c.source for c in nbformat.read(paths.NOTEBOOKS / f"{notebook}.ipynb", as_version=4).cells
             if c.cell_type == "code"]
-    parameters = papermill_cli_parameters("-p", "profile", "smoke", *args)
     namespace: dict = {}
-    exec(code[0], namespace)
-    exec(translate_parameters("python", "python", parameters, "Parameters"), namespace)
+    exec(code[0], namespace)                                           # the notebook's own cells
+    namespace.update(papermill_cli_parameters("-p", "profile", "smoke", *args))
     with pytest.raises((NotebookStop, ValueError)) as error:
         exec(code[1], namespace)
     _check_message(str(error.value), field, value, allowed)
@@ -141,13 +140,7 @@ def test_bad_notebook_parameter_stops_the_config_cell_before_any_work(notebook, 
 @pytest.mark.notebook
 def test_papermill_kernels_see_the_test_homes(isolated_homes, tmp_path):
     # the notebook kernel inherits os.environ, so the checks above look at the homes the notebooks would use
-    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
-                                                           "language": "python"}})
-    names = [paths.RESULTS_ENV, paths.CACHE_ENV, paths.DATA_ENV]
-    nb.cells.append(nbformat.v4.new_code_cell(
-        f"import json, os\nprint(json.dumps({{name: os.environ.get(name) for name in {names}}}))"))
-    nbformat.write(nb, tmp_path / "probe.ipynb")
-    execute(tmp_path / "probe.ipynb", tmp_path / "out.ipynb", {}, tmp_path)
+    execute(Path(__file__).parent / "notebooks" / "homes.ipynb", tmp_path / "out.ipynb", {}, tmp_path)
     outputs = nbformat.read(tmp_path / "out.ipynb", as_version=4).cells[-1].outputs
     seen = json.loads(next(o["text"] for o in outputs if o.get("name") == "stdout"))
     assert seen == {paths.RESULTS_ENV: str(isolated_homes["results"]), paths.CACHE_ENV: str(isolated_homes["cache"]),
@@ -186,25 +179,20 @@ def test_odd_parameter_types_raise_value_error_naming_the_field(kwargs, field):
 
 def _teachers_page(teachers, **overrides):
     """The teachers page's namespace after papermill: its parameters at their defaults, then the injected ones."""
-    from cakd.notebook import parameters_source
-
-    namespace: dict = {}
-    exec(parameters_source("teachers"), namespace)
-    del namespace["__builtins__"]
-    return {**namespace, "profile": "smoke", "teachers": teachers, **overrides}
+    return {**default_parameters("teachers"), "profile": "smoke", "teachers": teachers, **overrides}
 
 
 @pytest.mark.parametrize("bad", [5, [[R50]], ["resnet51"], ["resnet50"]],
                          ids=["int", "nested-list", "unknown", "old-name"])
 def test_teachers_page_parameter_is_checked_with_its_name(bad):
-    from cakd.notebook import NotebookStop
+    from cakd.book.notebook import NotebookStop
 
     with pytest.raises(NotebookStop, match=rf"teachers=.*{D}"):
         teachers_config(_teachers_page(bad))
 
 
 def test_teachers_given_as_a_string_says_how_to_give_a_list():
-    from cakd.notebook import NotebookStop
+    from cakd.book.notebook import NotebookStop
 
     with pytest.raises(NotebookStop, match=rf"list of teacher names.*-y 'teachers: \[{R50}\]'"):
         teachers_config(_teachers_page(R50))
@@ -386,7 +374,7 @@ REPRODUCE_BAD = [   # (id, reproduce keyword arguments, the field the message na
 
 @pytest.mark.parametrize("kwargs, field", [c[1:] for c in REPRODUCE_BAD], ids=[c[0] for c in REPRODUCE_BAD])
 def test_reproduce_checks_every_argument_before_any_work(kwargs, field, isolated_homes, monkeypatch):
-    from cakd import reproduce
+    from cakd.orchestration import reproduce
 
     monkeypatch.setattr(reproduce, "ray_session", lambda *a, **k: pytest.fail("work started before validation"))
     logged = []
@@ -398,7 +386,7 @@ def test_reproduce_checks_every_argument_before_any_work(kwargs, field, isolated
 
 @pytest.mark.parametrize("name", ["results", "folder.json", "bench.md"])
 def test_bench_out_must_be_a_json_file(name, tmp_path, monkeypatch):
-    from cakd import bench
+    from cakd.orchestration import bench
 
     monkeypatch.setattr(bench, "resolve_device", lambda *a: pytest.fail("work started before validation"))
     (tmp_path / "results").mkdir()
@@ -452,11 +440,9 @@ def test_forced_training_of_an_escaping_teacher_deletes_nothing_outside(isolated
 
 @pytest.mark.parametrize("name", ESCAPES)
 def test_book_pages_stay_in_book_runs(name):
-    from cakd import reproduce
-
     pages_before = sorted(paths.BOOK_RUNS.glob("*")) if paths.BOOK_RUNS.exists() else None
     with pytest.raises(ValueError, match=rf"row={re.escape(repr(name + '.ipynb'))} escapes"):
-        reproduce._page(name)
+        Page(name, "baseline", {}, "smoke").path
     assert (sorted(paths.BOOK_RUNS.glob("*")) if paths.BOOK_RUNS.exists() else None) == pages_before
 
 
@@ -471,6 +457,4 @@ def test_valid_names_keep_their_folders(isolated_homes):
 
 
 def test_valid_book_page_names_keep_their_folder():
-    from cakd import reproduce
-
-    assert reproduce._page("baseline") == paths.BOOK_RUNS / "baseline.ipynb"
+    assert Page("baseline", "baseline", {}, "smoke").path == paths.BOOK_RUNS / "baseline.ipynb"

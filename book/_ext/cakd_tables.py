@@ -1,11 +1,11 @@
 """Sphinx directives rendered from cakd at build time, so the book cannot drift from the code or its results.
-Every table goes through cakd.tables.render_table, the renderer of Table 1.
+Every table goes through cakd.reading.tables.render_table, the renderer of Table 1.
 
-``{cakd-table} NAME``: a reproduction-notes table (cakd.report.BOOK_TABLES: options, choices, profiles, ...).
-``{cakd-text} NAME``: a passage kept once in cakd (cakd.report.BOOK_TEXTS: the baseline note, ...).
+``{cakd-table} NAME``: a reproduction-notes table (cakd.reading.report.BOOK_TABLES: options, choices, profiles, ...).
+``{cakd-text} NAME``: a passage kept once in cakd (cakd.reading.report.BOOK_TEXTS: the baseline note, ...).
 ``{cakd-ties}``: the Method 3 ties the teachers page measured (results/<profile>/ties.json, paper first).
 ``{cakd-bench} measured|estimate [FILE]``: a benchmark file's timings, or the whole-Table-1 estimate made from
-them (cakd.costs): FILE (relative to the repository, e.g. a measurement kept with the book), else the newest
+them (cakd.reading.costs): FILE (relative to the repository, e.g. a measurement kept with the book), else the newest
 results/<profile>/bench.json, the paper profile's when there is one, else consistent's, else smoke's.
 """
 from __future__ import annotations
@@ -17,7 +17,9 @@ from docutils import nodes
 from docutils.statemachine import StringList
 from sphinx.util.docutils import SphinxDirective
 
-from cakd import authors, config, costs, manifest, paths, report, tables
+from cakd.definitions import authors, config, manifest, paths
+from cakd.definitions.profiles import PROFILES
+from cakd.reading import costs, report, tables
 
 BENCH_PARTS = ("measured", "estimate")
 
@@ -54,7 +56,7 @@ class CakdTies(SphinxDirective):
         self.env.note_dependency(str(path))
         profile, record = path.parent.name, json.loads(path.read_text())
         table = report.ties_table(record["sets"])
-        note = report.profile_note(profile).banner
+        note = PROFILES[profile].banner
         caption = (f"Measured on {record['device']} by the teachers page of `python -m cakd reproduce --profile "
                    f"{profile}` (its `ties.json`)" + (f". {note}." if note else "."))
         return _markdown(self, caption) + [nodes.raw("", table.html, format="html")]
@@ -95,8 +97,7 @@ def _markdown(directive: SphinxDirective, text: str) -> list[nodes.Node]:
 
 def newest_result(name: str) -> Path | None:
     """results/<profile>/<name> of the first profile that has one: paper, then the others."""
-    names = report.profile_names()
-    for profile in sorted(names, key=lambda p: (p != "paper", not report.profile_note(p).comparable, p)):
+    for profile in sorted(PROFILES, key=lambda p: (not PROFILES[p].authors_code, not PROFILES[p].comparable, p)):
         path = paths.results_home() / profile / name
         if path.is_file():
             return path

@@ -1,0 +1,3 @@
+"""Work over many runs and pages: `reproduce` (every Table 1 row as Ray tasks, then the book), `bench` (our training
+step against the authors' pipeline, timed) and `goldens` (the regression tests' notebooks). Imports everything below
+it; only the command line imports it."""
