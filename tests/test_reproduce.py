@@ -208,3 +208,16 @@ def test_the_book_command_is_jupyter_books_own(monkeypatch):
     assert commands[0][-2:] == ["build", "."]
     shown = run([*commands[0][:-2], "build", "--help"], capture_output=True, text=True)
     assert shown.returncode == 0 and "Convert your book's or page's content to HTML" in shown.stdout, shown.stdout
+
+
+# ----------------------------------------------------------------------------- progress in a log
+
+def test_a_task_in_a_log_says_per_epoch_where_its_run_stands(capsys):
+    # not a terminal: a line per epoch (Ray forwards a task's output to the driver's), from the epoch's record
+    on_epoch = reproduce._progress("kd_vit seed 0", 100, bars=False)
+    on_epoch({"epoch": 3, "loss": 2.34012, "val_acc": 41.2, "seconds": 725.0})
+    on_epoch({"epoch": 100, "loss": 0.5, "val_acc": 70.0, "seconds": 3600.0})
+    # 725 s for 3 epochs: 97 more take 725 / 3 x 97 = 23,441.7 s = 6:30:42
+    assert capsys.readouterr().out.splitlines() == [
+        "kd_vit seed 0: epoch 3/100, loss 2.3401, val 41.20%, 0:12:05 elapsed, at most 6:30:42 left",
+        "kd_vit seed 0: epoch 100/100, loss 0.5000, val 70.00%, 1:00:00 elapsed, at most 0:00:00 left"]

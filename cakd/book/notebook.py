@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import platform
-from typing import Any
+from typing import Any, Callable
 
 from ..definitions import files, manifest, paths
 from ..definitions.config import RunConfig, check_flag, check_names
@@ -53,6 +53,13 @@ def run_config(notebook: str, namespace: dict[str, Any]) -> RunConfig:
     return config
 
 
+def progress(config: RunConfig) -> Callable[[dict[str, float]], None]:
+    """The training cell's progress: a line per epoch in the cell's output (papermill --log-output streams them)."""
+    from ..training.progress import epoch_progress
+
+    return epoch_progress(config.run_id, config.epochs)
+
+
 def printed_metrics(result: RunResult) -> dict[str, float]:
     """What a run page prints of its training, and the golden tests compare within tolerance
     (cakd.orchestration.goldens): every epoch's training loss and train, validation and test accuracy; the report's
@@ -80,7 +87,9 @@ def teachers_config(namespace: dict[str, Any]) -> tuple[RunConfig, list[str]]:
         options = {k: v for k, v in params.items() if k not in ("profile", "teachers", "force")}
         config = profile_config(params["profile"], **options)
         names = params["teachers"] if params["teachers"] is not None else manifest.teachers_used()
-        profile_config(params["profile"], method="ca_wkd", teachers=names, **options)   # validates the names
+        k = len(names) if isinstance(names, (list, tuple)) else 2   # a bad value: RunConfig names it
+        profile_config(params["profile"], method={0: "baseline", 1: "kd"}.get(k, "ca_wkd"), teachers=names,
+                       **options)                                  # validates the names
         if config.teacher_weights == "public":
             from ..training.models import public_weights_path
 

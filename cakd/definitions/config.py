@@ -74,7 +74,8 @@ class RunConfig:
     crop: int = option(224, "student input size: random crop (train), centre crop (eval)", origin="authors", minimum=8)
     # models
     student: Student = option("mobilenetv2_100", "student network", origin="report")
-    model_scale: Scale = option("full", "full: the real architectures; tiny: smoke stand-ins of the same families")
+    model_scale: Scale = option("full", "full: the real architectures; tiny: smoke stand-ins of the same families",
+                                origin="report")
     # optimisation
     epochs: int = option(100, "maximum epochs", origin="report", minimum=1)
     patience: int = option(15, "early stopping: epochs without a better validation accuracy; 0: off",
@@ -105,8 +106,7 @@ class RunConfig:
     temperature: float = option(4.0, "KD softmax temperature tau", origin="report", scope="loss", minimum=0.0)
     alpha: float = option(0.5, "single-teacher KD: weight of the KL term (torchdistill's alpha weights CE)",
                           origin="report", scope="loss", minimum=0.0, maximum=1.0)
-    gamma: float = option(2.0, "Method 2: alpha is sigmoid(gamma (conf - theta)); the authors' code: 5",
-                          origin="report", scope="loss")
+    gamma: float = option(2.0, "Method 2: alpha is sigmoid(gamma (conf - theta))", origin="report", scope="loss")
     theta: float = option(0.3, "Method 2: confidence threshold", origin="report", scope="loss")
     use_ce: bool = option(True, "Method 3: False drops CE, leaving the KL to the chosen teacher", origin="report",
                           scope="loss")

@@ -106,6 +106,11 @@ def get_row(row_id: str) -> Row:
     return rows[row_id]
 
 
+def find_row(config: RunConfig) -> Row | None:
+    """The manifest entry `config` runs (at its profile and seed), or None for a run of other parameters."""
+    return next((row for row in all_rows() if row.config(config.profile, config.seed).run_id == config.run_id), None)
+
+
 def teachers_used(rows: list[Row] | None = None) -> list[str]:
     """Every teacher the rows (default: all) distil from, each once, in manifest order."""
     return list(dict.fromkeys(t for row in rows or all_rows() for t in row.params.get("teachers", ())))

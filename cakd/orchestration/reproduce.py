@@ -126,7 +126,7 @@ def run_grid(runs: list[tuple[Row, int, RunConfig]], profile: Profile, force: bo
     teacher_task, cache_task, run_task = task(_train_teacher), task(_build_cache), task(_train_run)
     page_task = task(_render, num_cpus=1, num_gpus=0)   # a page reads a finished run: a CPU is enough
     teachers, caches, pending, outcomes = {}, {}, {}, []
-    bars = sys.stderr.isatty()    # Ray's progress bars on a terminal; in a log, a line per finished task
+    bars = sys.stderr.isatty()    # Ray's progress bars on a terminal; in a log, a line per epoch and per finished task
 
     def teacher_refs(config: RunConfig, name: str) -> list[Any]:
         if config.teacher_weights != "train":
@@ -197,7 +197,7 @@ def _train_teacher(config: RunConfig, name: str, force: bool, bars: bool) -> str
     """Task: a teacher trained here (smoke), or loaded when it was."""
     from ..training.teachers import load_teacher
 
-    load_teacher(config, name, force=force, on_epoch=_epoch_bar(f"teacher {name}", config.teacher_epochs, bars))
+    load_teacher(config, name, force=force, on_epoch=_progress(f"teacher {name}", config.teacher_epochs, bars))
     return name
 
 
@@ -221,7 +221,7 @@ def _train_run(name: str, config: RunConfig, force: bool, bars: bool, *caches: s
     from ..training.runs import load_or_train
 
     start = time.perf_counter()
-    result = load_or_train(config, force=force, on_epoch=_epoch_bar(f"{name} seed {config.seed}", config.epochs, bars))
+    result = load_or_train(config, force=force, on_epoch=_progress(f"{name} seed {config.seed}", config.epochs, bars))
     return Outcome(name, config.seed, "trained" if result.trained else "reused", time.perf_counter() - start,
                    result.accuracy)
 
@@ -239,20 +239,14 @@ def _saved(rendered: Rendered) -> Outcome:
                    error=rendered.error)
 
 
-def _epoch_bar(desc: str, epochs: int, bars: bool) -> Callable[[dict[str, float]], None] | None:
-    """A Ray progress bar fed by the training loop's per-epoch records (`fit(on_epoch=...)`); None without bars."""
-    if not bars:
-        return None
+def _progress(desc: str, epochs: int, bars: bool) -> Callable[[dict[str, float]], None]:
+    """A task's progress, fed by the training loop's per-epoch records: Ray's bar on a terminal, else a line per
+    epoch, which Ray forwards to the driver's output (a batch job's log)."""
     from ray.experimental.tqdm_ray import tqdm
 
-    bar = tqdm(desc=desc, total=epochs)
+    from ..training.progress import epoch_progress
 
-    def on_epoch(record: dict[str, float]) -> None:
-        bar.n = int(record["epoch"])
-        bar.set_description(f"{desc}: val {record['val_acc']:.1f}%")
-        if bar.n >= epochs:
-            bar.close()
-    return on_epoch
+    return epoch_progress(desc, epochs, bar=tqdm if bars else None)
 
 
 # ----------------------------------------------------------------------------- Ray
@@ -261,6 +255,7 @@ def _epoch_bar(desc: str, epochs: int, bars: bool) -> Callable[[dict[str, float]
 def ray_session(resources: Resources, gpu: bool) -> Iterator[str]:
     """Ray started (or joined) for the tasks; yields where they run, in words. Every node must see this
     driver's results and cache homes (one shared folder on every node): checked before any task."""
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")   # read when ray is imported: every run's epoch lines, not a sample
     import ray
     import torch
 

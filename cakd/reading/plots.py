@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
-from ..definitions import paths
+from ..definitions import files, paths
 from ..definitions.networks import TEACHER_LABELS
 from ..definitions.profiles import get_profile
 from ..definitions.registry import History, RunResult
@@ -25,10 +25,12 @@ from .report import figure_series
 
 @dataclass(frozen=True)
 class Plot:
-    """A saved figure. Notebooks display it from the PNG file (no dependence on matplotlib's backend)."""
+    """A saved figure, and the points it draws as CSV. Notebooks display it from the PNG file (no dependence on
+    matplotlib's backend)."""
     figure: Figure
     png: Path
     svg: Path
+    csv: Path | None = None
 
     def _repr_png_(self) -> bytes:
         return self.png.read_bytes()
@@ -93,7 +95,7 @@ def figure2(profile: str, seeds: int | None = None, name: str = "fig2_single_tea
         _finish(fig, axes, series, profile, "Figure 2: baseline and single-teacher KD, α 0.25 / 0.5 / 0.75",
                 describe=lambda row: (f"{TEACHER_LABELS[row.params['teachers'][0]]} α {row.params['alpha']:g}"
                                       if row.params.get("teachers") else "baseline"), legend=legend)
-        return save(fig, profile, name)
+        return save(fig, profile, name, series)
 
 
 def figure3(profile: str, seeds: int | None = None, name: str = "fig3_multi_teacher") -> Plot:
@@ -107,7 +109,7 @@ def figure3(profile: str, seeds: int | None = None, name: str = "fig3_multi_teac
         ax.set(xlabel="epoch", ylabel="validation accuracy (%)")
         _finish(fig, [ax], series, profile, "Figure 3: multi-teacher methods (Table 1 rows)",
                 describe=lambda row: row.label)
-        return save(fig, profile, name)
+        return save(fig, profile, name, series)
 
 
 def figure4(profile: str, seeds: int | None = None, name: str = "fig4_temperature") -> Plot:
@@ -123,7 +125,7 @@ def figure4(profile: str, seeds: int | None = None, name: str = "fig4_temperatur
         ax.set(xlabel="epoch", ylabel="validation accuracy (%)")
         _finish(fig, [ax], series, profile, "Figure 4: Method 3 (DenseNet-121, ResNet-50) by temperature τ",
                 describe=lambda row: f"τ {row.params['temperature']:g}")
-        return save(fig, profile, name)
+        return save(fig, profile, name, series)
 
 
 def plot_teachers(histories: dict[str, History], profile: str, *, name: str = "teachers") -> Plot | None:
@@ -143,14 +145,22 @@ def plot_teachers(histories: dict[str, History], profile: str, *, name: str = "t
         return save(fig, profile, name)
 
 
-def save(fig: Figure, profile: str, name: str) -> Plot:
-    """Write `fig` as <figures_dir>/<name>.png and .svg (no timestamps, so reruns give the same files)."""
+def save(fig: Figure, profile: str, name: str, series: Sequence[tuple[Any, Sequence[RunResult]]] = ()) -> Plot:
+    """Write `fig` as <figures_dir>/<name>.png and .svg (no timestamps, so reruns give the same files) and, for a
+    figure of manifest entries, the points it draws: every run's validation accuracy per epoch, as <name>.csv."""
     folder = paths.figures_dir(profile)
     folder.mkdir(parents=True, exist_ok=True)
     png, svg = paths.inside(folder, f"{name}.png", "name"), paths.inside(folder, f"{name}.svg", "name")
     fig.savefig(png, dpi=150, metadata={"Software": None})
     fig.savefig(svg, metadata={"Date": None})
-    return Plot(fig, png, svg)
+    csv = None
+    if series:
+        points = pd.DataFrame([{"row": row.id, "label": row.label, "seed": run.config.seed, "epoch": int(h["epoch"]),
+                                "val_acc": h["val_acc"]} for row, runs in series for run in runs for h in run.history],
+                              columns=["row", "label", "seed", "epoch", "val_acc"])
+        csv = paths.inside(folder, f"{name}.csv", "name")
+        files.write_text(csv, points.to_csv(index=False))
+    return Plot(fig, png, svg, csv)
 
 
 # ----------------------------------------------------------------------------- helpers

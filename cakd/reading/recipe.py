@@ -1,15 +1,25 @@
-"""A run's resolved recipe in words: student, input size, transforms, teachers and their inputs, optimizer, schedule,
-epochs, early stopping, split, precision, loss. `python -m cakd config` prints it and the run pages show it."""
+"""A run's resolved recipe in words: what it does (student, inputs, teachers, optimizer, schedule, stopping, loss), and
+each option it reads with its value and where that value comes from: the report, the authors' code (with its cell),
+a choice between sources, our profile, or this run's own parameters. `python -m cakd config` prints it; the run pages
+show the options as a table."""
 from __future__ import annotations
 
+import pandas as pd
+
 from ..definitions import authors
-from ..definitions.config import RunConfig
+from ..definitions.config import OPTIONS, RunConfig
+from ..definitions.manifest import Row, find_row
 from ..definitions.networks import STUDENT_PIPELINE, TEACHER_LABELS, teacher_pipeline
 from ..definitions.profiles import PROFILES
+from .tables import HtmlTable, render_table
+
+PRECISIONS = {"fp16": "fp16 autocast with a gradient scaler on CUDA (the authors' precision=16); fp32 on a CPU",
+              "bf16": "bf16 autocast on CUDA (ours); fp32 on a CPU", "fp32": "fp32", "fp64": "fp64"}
+ORIGINS = {"ambiguity": "the report's reading (an ambiguity option)", "ours": "ours"}
 
 
 def describe(config: RunConfig) -> str:
-    """What the run does, one fact a line, as the book's reproduction notes list them."""
+    """What the run does, one fact a line, then every option it reads with its value and source."""
     c = config
     where = ("PIL on the 8-bit image, once per image" if c.teacher_input == "clean"
              else "on the student's float view, on the device")
@@ -35,17 +45,45 @@ def describe(config: RunConfig) -> str:
         "reported: test accuracy at the epoch of best validation accuracy",
         f"precision: {PRECISIONS[c.precision]}",
         f"loss ({c.loss.title}): {c.loss.formula(c)}",
-        "loss options: " + (", ".join(f"{k}={v!r}" for k, v in c.loss_options().items()) or "none"),
-        *(f"as the authors' code ({fact.topic}): {fact.code}" for fact in authors_facts(c)),
+        "options this run reads, and where each value comes from:",
     ]
-    return "\n".join(lines)
+    return "\n".join(lines) + "\n" + recipe_table(config).text
 
 
-def authors_facts(c: RunConfig) -> list[authors.CodeFact]:
-    """The facts of the authors' code this run follows: those its profile takes and its options keep."""
-    taken = {k for k, v in authors.settings().items() if PROFILES[c.profile].settings.get(k) == v == getattr(c, k)}
-    return [f for f in authors.facts_for(c.method) if set(f.settings) <= taken and (f.settings or taken)]
+def option_sources(config: RunConfig) -> pd.DataFrame:
+    """Every option the run reads (its hash covers exactly these, less the generated data's size for other data):
+    option, value, source."""
+    row = find_row(config)
+    shown = [name for name in OPTIONS if config.reads(name) and name not in ("profile", "method")
+             and (config.dataset == "synthetic" or not name.startswith("synthetic_"))
+             and (name != "data_dir" or config.data_dir is not None)]
+    return pd.DataFrame.from_records([{"option": name, "value": str(getattr(config, name)),
+                                       "source": source(config, name, row)} for name in shown],
+                                     columns=["option", "value", "source"])
 
 
-PRECISIONS = {"fp16": "fp16 autocast with a gradient scaler on CUDA (the authors' precision=16); fp32 on a CPU",
-              "bf16": "bf16 autocast on CUDA (ours); fp32 on a CPU", "fp32": "fp32", "fp64": "fp64"}
+def recipe_table(config: RunConfig) -> HtmlTable:
+    return render_table(option_sources(config), code_columns=["option", "value"], wide_columns=["source"])
+
+
+def source(config: RunConfig, name: str, row: Row | None = None) -> str:
+    """Where option `name`'s value in `config` (a run of manifest `row`, if any) comes from, in a few words."""
+    value, option, profile = getattr(config, name), OPTIONS[name], PROFILES[config.profile]
+    if row is not None and name in row.params and name != "teachers":
+        return "ours (a point the report does not have)" if row.ours else \
+            "the report's Table 1 row" if row.table1 else f"the report's {', '.join(row.figures)}".replace("fig", "Figure ")
+    if name != "teachers" and value != profile.settings.get(name, option.default):
+        return "this run's parameters"
+    if profile.authors_code and (choice := next((c for c in authors.SOURCE_CHOICES if name in c.options), None)):
+        return f"{choice.source}: a choice between sources"
+    if name in authors.settings() and value == authors.settings()[name]:
+        return f"the authors' code, {authors.CELLS[name]}"
+    if name == "teachers":
+        return "the report, in the authors' order (a choice between sources)" if profile.authors_code else "the report"
+    if name in profile.settings and (name, value) != ("dataset", "cifar100"):
+        return f"the {profile.name} profile (ours)"
+    if name == "dataset" or option.origin == "report":
+        return "the report"
+    if option.origin == "authors":
+        return f"the authors' code, {authors.CELLS[name]}"
+    return ORIGINS[option.origin]

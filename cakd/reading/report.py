@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import statistics
+from pathlib import Path
 
 import pandas as pd
 
-from ..definitions import authors, manifest
+from ..definitions import authors, files, manifest, paths
 from ..definitions import config as cfg
 from ..definitions.manifest import Row
 from ..definitions.networks import TEACHER_LABELS
@@ -35,20 +37,35 @@ def row_results(row: Row, profile: str, seeds: int | None = None) -> list[RunRes
 
 def results_table(profile: str, seeds: int | None = None) -> pd.DataFrame:
     """Table 1 regenerated: one row per manifest Table 1 row. Columns: id, label, report (the report's Table 1), authors
-    (their re-run, cakd.authors.RERUN_SOURCE), mean, std (sample sd over seeds, NaN below two), n (seeds found),
-    difference (mean - report; NaN for a profile that is not comparable with the report, such as smoke). A missing run
-    lowers n: nothing is invented."""
+    (their re-run, authors.RERUN_SOURCE), mean, std (sample sd over seeds, NaN below two), n (seeds found), difference
+    (mean - report; NaN for a profile that is not comparable with the report, such as smoke), then 'seed N': each
+    seed's accuracy. A missing run lowers n: nothing is invented."""
     note = get_profile(profile)
     records = []
     for row in manifest.ROWS:
-        accuracies = [r.accuracy for r in row_results(row, profile, seeds)]
+        runs = row_results(row, profile, seeds)
+        accuracies = [r.accuracy for r in runs]
         mean = statistics.fmean(accuracies) if accuracies else math.nan
         report = math.nan if row.report_acc is None else row.report_acc
         records.append({"id": row.id, "label": row.label, "report": report,
                         "authors": math.nan if row.authors_acc is None else row.authors_acc,
                         "mean": mean, "std": statistics.stdev(accuracies) if len(accuracies) > 1 else math.nan,
-                        "n": len(accuracies), "difference": mean - report if note.comparable else math.nan})
+                        "n": len(accuracies), "difference": mean - report if note.comparable else math.nan,
+                        **{f"seed {r.config.seed}": r.accuracy for r in runs}})
     return pd.DataFrame.from_records(records)
+
+
+def table1_csv(profile: str, table: pd.DataFrame) -> Path:
+    """`results_table`'s frame as results/<profile>/table1.csv (the results page links it)."""
+    path = paths.results_home() / profile / "table1.csv"
+    files.write_text(path, table.to_csv(index=False))
+    return path
+
+
+def downloads(csvs: dict[str, Path]) -> str:
+    """Markdown: a download link per CSV file, relative to the book's run pages (where the results page lives)."""
+    return "\n".join(f"- {{download}}`{name} <{os.path.relpath(path, paths.BOOK_RUNS)}>`"
+                     for name, path in csvs.items())
 
 
 def table1(profile: str, seeds: int | None = None, table: pd.DataFrame | None = None) -> HtmlTable:
@@ -94,7 +111,7 @@ def seeds_summary(table: pd.DataFrame, profile: str) -> str:
 
 def paper_formulas_note() -> str:
     """One sentence: where the paper profile runs the authors' code rather than the report's equations."""
-    topics = "; ".join(f.topic for f in authors.FACTS if f.settings)
+    topics = "; ".join(f.topic for f in authors.FACTS if f.methods)
     return (f"The paper profile runs the code behind Table 1 where it differs from the report's equations ({topics}); "
             "see the reproduction notes.")
 
@@ -144,23 +161,26 @@ def choices_table() -> pd.DataFrame:
     return pd.DataFrame({"choice": [o.name for o in ours], "ours, and why": [o.doc for o in ours]})
 
 
-def authors_code_table() -> pd.DataFrame:
-    """Where the paper profile follows the authors' code (cakd.authors.FACTS), next to the report and to the
-    consistent profile's value, with each difference's effect."""
-    paper, consistent = profile_config("paper"), profile_config("consistent")
+def authors_code_text() -> str:
+    """Markdown: each place the paper profile follows the authors' code (authors.FACTS), as a definition list (the
+    report's formulas render as math; no column to cut off), with the paper profile's option values."""
+    consistent = profile_config("consistent")
+    values = lambda config, fact: ", ".join(f"`{k}={getattr(config, k)!r}`" for k in fact.settings)   # noqa: E731
+    return "\n\n".join(
+        f"**{f.topic}**\n: *The report*: {f.report}\n: *The authors' code*: {f.code}\n: *The `paper` profile*: "
+        f"{values(profile_config('paper'), f)}; *`consistent`*: {values(consistent, f)}\n: *Effect*: {f.effect}"
+        for f in authors.FACTS)
 
-    def values(config: cfg.RunConfig, fact: authors.CodeFact, otherwise: str) -> str:
-        return ", ".join(f"{k} {getattr(config, k)!r}" for k in fact.settings) or otherwise
 
-    return pd.DataFrame.from_records([
-        {"topic": f.topic, "the report": f.report, "the authors' code (notebook cells)": f.code,
-         "paper profile": values(paper, f, "as the code"),
-         "consistent profile (ours)": values(consistent, f, "the same"), "effect": f.effect} for f in authors.FACTS])
+def source_choices_table() -> pd.DataFrame:
+    """Where the sources disagree or the notebook is silent (authors.SOURCE_CHOICES): what the paper profile takes."""
+    return pd.DataFrame.from_records([{"setting": c.topic, "the sources": c.sources, "the paper profile takes": c.chosen,
+                                       "likely effect": c.effect} for c in authors.SOURCE_CHOICES])
 
 
 BOOK_TABLES = {   # name -> (DataFrame function, code columns, wide columns); the {cakd-table} directive's names
     "options": (options_table, ("option",), ("what it does",)),
-    "authors-code": (authors_code_table, (), ("the authors' code (notebook cells)", "effect")),
+    "source-choices": (source_choices_table, (), ("the sources", "the paper profile takes", "likely effect")),
     "profiles": (profiles_table, ("setting",), ()),
     "profile-notes": (profile_notes_table, ("profile",), ("what it is",)),
     "choices": (choices_table, ("choice",), ("ours, and why",)),
@@ -168,6 +188,7 @@ BOOK_TABLES = {   # name -> (DataFrame function, code columns, wide columns); th
 
 
 BOOK_TEXTS = {   # name -> the text the {cakd-text} directive puts on a page (markdown), from its one source
+    "authors-code": authors_code_text,
     "baseline-note": lambda: manifest.get_row("baseline").note,
     "paper-formulas": lambda: paper_formulas_note(),
     "rerun-hours": lambda: f"The authors' README gives {authors.RERUN_HOURS}.",
@@ -183,6 +204,23 @@ def book_table(name: str) -> HtmlTable:
 
 
 # ----------------------------------------------------------------------------- run pages
+
+def row_numbers(config: cfg.RunConfig) -> HtmlTable:
+    """A run page's numbers: its manifest row's accuracies in the report and the authors' re-run, and ours over the
+    seeds of that row in the registry (or, for a run of other parameters, this run alone)."""
+    row, profile = manifest.find_row(config), get_profile(config.profile)
+    runs = row_results(row, config.profile) if row else [r for r in [find_run(config)] if r]
+    ours = [r.accuracy for r in runs]
+    frame = pd.DataFrame([{"the report": math.nan if row is None or row.report_acc is None else row.report_acc,
+                           "the authors' re-run": math.nan if row is None or row.authors_acc is None else row.authors_acc,
+                           "ours (mean)": statistics.fmean(ours) if ours else math.nan,
+                           "ours (std)": statistics.stdev(ours) if len(ours) > 1 else math.nan, "seeds": len(ours)}])
+    what = (f"{'Table 1 row' if row.table1 else 'figure point'} `{row.id}`" if row else
+            "this run (its parameters are no manifest row's)")
+    notes = [] if profile.comparable else [f"Ours: {profile.banner}."]
+    return render_table(frame, caption=f"Test accuracy (%) at the epoch of best validation accuracy: {what}, profile "
+                                       f"'{config.profile}'.", formats={"seeds": "{:d}"}, notes=notes)
+
 
 def run_teachers(result: RunResult) -> HtmlTable:
     """The teachers of a distillation run with their accuracy (%) on the clean validation and test images."""
@@ -203,6 +241,9 @@ def _teacher_accuracy(by_teacher: dict[str, dict[str, float]]) -> HtmlTable:
 
 def ties_table(ties: dict[str, dict[str, float]]) -> HtmlTable:
     """`notebook.method3_ties`: per Method 3 teacher set, the training samples whose teacher depends on the order."""
+    if not ties:
+        return HtmlTable.message("No Method 3 row reads only the teachers of this page, so there are no ties to "
+                                 "count (run a Method 3 row, e.g. --rows m3_drv, to measure them).")
     frame = pd.DataFrame.from_records([
         {"teachers (in order)": names, "training samples": int(t["samples"]),
          "tied (%)": t["tied_pct"], "tied at p = 1.0 (%)": t["tied_at_1_pct"]} for names, t in ties.items()])

@@ -22,6 +22,11 @@ class HtmlTable:
     html: str
     text: str
 
+    @classmethod
+    def message(cls, text: str) -> "HtmlTable":
+        """No table: a sentence that says why (a page with nothing to show for the runs it reads)."""
+        return cls(f"<p>{html.escape(text)}</p>", text)
+
     def _repr_html_(self) -> str:
         return self.html
 
