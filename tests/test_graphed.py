@@ -68,32 +68,25 @@ def _cuda():
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
-@pytest.mark.parametrize("teachers", [False, True], ids=["baseline", "cached_kd"])
-def test_graphed_steps_give_the_eager_losses_within_mixed_precision_tolerance(teachers, precision):
-    eager, eager_step, _ = _losses(_cuda(), False, steps=300, teachers=teachers, precision=precision)
-    graph, graph_step, _ = _losses(_cuda(), True, steps=300, teachers=teachers, precision=precision)
-    assert graph_step.graphed and not eager_step.graphed and torch.isfinite(graph).all()
-    # the first WARMUP_STEPS steps are eager in both runs; then rounding (and cuDNN's choices) may drift
-    torch.testing.assert_close(graph[:graphed.WARMUP_STEPS], eager[:graphed.WARMUP_STEPS], rtol=1e-3, atol=1e-3)
-    torch.testing.assert_close(graph, eager, rtol=5e-2, atol=5e-2)
+def test_graphed_steps_give_the_eager_losses_within_mixed_precision_tolerance(precision):
+    # 300 one-batch epochs of the tiny student with three cached teachers (cakd.orchestration.bench, as make
+    # gpu-check runs them); the first WARMUP_STEPS steps are eager in both, then rounding (and cuDNN) may drift
+    from cakd.orchestration.bench import graphed_against_eager
+
+    compared = graphed_against_eager(_cuda(), precision, steps=300)
+    assert compared["images_per_s"]["graphed_is_graphed"] and not compared["images_per_s"]["eager_is_graphed"]
+    assert compared["finite"] and compared["max_abs_loss_difference"] < 5e-2 * max(1.0, compared["first_loss"])
+    assert compared["last_loss"]["graphed"] < compared["first_loss"]          # it learned
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("cuda_graph", [False, True], ids=["eager", "graphed"])
-def test_an_fp16_overflow_skips_the_step_and_halves_the_scale(cuda_graph):
-    config, cfg, train, _, model, optimizer, scaler, step = _setup(_cuda(), precision="fp16", teachers=False,
-                                                                   cuda_graph=cuda_graph)
-    batches = list(_epoch_batches(cfg, train, graphed.WARMUP_STEPS + 3))
-    for order, views in batches[:-1]:          # eager warm-up, then (graphed) the capture and a replay
-        step.epoch(order, views)
-    assert step.graphed == cuda_graph
-    scaler._scale.fill_(3e38)                  # loss x scale overflows float32: every gradient is inf
-    growth = scaler._growth_tracker.clone()
-    before = [p.detach().clone() for p in model.parameters()]
-    step.epoch(*batches[-1])
-    for old, new in zip(before, model.parameters()):
-        torch.testing.assert_close(new.detach(), old, rtol=0, atol=0)       # skipped
-    assert float(scaler.get_scale()) == pytest.approx(1.5e38) and int(scaler._growth_tracker) == 0 <= int(growth)
+@pytest.mark.parametrize("graph", [False, True], ids=["eager", "graphed"])
+def test_an_fp16_overflow_skips_the_step_and_halves_the_scale(graph):
+    from cakd.orchestration.bench import fp16_overflow
+
+    result = fp16_overflow(_cuda(), graph)
+    assert result["graphed"] == graph and result["weights_unchanged"]
+    assert result["scale_after"] == pytest.approx(result["scale_before"] / 2) and result["growth_tracker"] == 0
 
 
 @pytest.mark.gpu

@@ -173,34 +173,45 @@ def test_paper_figures_carry_no_profile_label_and_draw_ours_labelled():
     assert plots.figure2("paper").png.exists() and plots.figure3("paper").png.exists()
 
 
-def _record(profile: str, device: str = "cuda") -> dict:
-    teachers = sorted({t for row in manifest.all_rows() for t in row.params.get("teachers", [])})
-    return {"profile": profile, "device": device, "machine": {"device_name": "GPU X", "torch": "2", "threads": 1},
-            "settings": {"batch_size": 8, "repeats": 1, "steps": 1}, "created": "today", "memory_method": "m",
-            "config": {"precision": "bf16"}, "commit": "abc1234", "command": "python -m cakd bench",
-            "pipelines": {n: {"label": n, "images_per_s": 45_000.0, "teacher_passes_per_image": 0,
-                              "peak_memory_mb": 1.0} for n in ("plain", "kd_cached", "kd_online", "naive")},
-            "ratios": {"kd_cached/plain": 1.0}, "targets": {"kd_cached/plain": {"target": 0.9, "met": True}},
-            "student_eval": {"images_per_s": 15_000.0},
-            "teacher_forward": {t: {"images_per_s": 1_000.0} for t in teachers}}
+def _record(profile: str, device: str = "cuda", rows=None) -> dict:
+    """A benchmark record as `python -m cakd bench` writes it (schema 3): every row's ours at 45,000 images/s and
+    the authors' at 4,500, the plain step at 45,000, the evaluation at 15,000, every teacher at 1,000."""
+    timed = lambda rate: {"images_per_s": rate, "teacher_passes_per_image": 0, "peak_memory_mb": 1.0}   # noqa: E731
+    return {"schema": 3, "profile": profile, "device": device, "created": "today", "memory_method": "m",
+            "machine": {"device_name": "GPU X", "torch": "2", "threads": 1}, "commit": "abc1234",
+            "settings": {"batch_size": 8, "repeats": 1, "steps": 1}, "config": {"precision": "bf16"},
+            "command": "python -m cakd bench", "student_eval": {"images_per_s": 15_000.0},
+            "reference": {"pipelines": {"plain": timed(45_000.0), "kd": timed(45_000.0)}},
+            "rows": {row.id: {"pipelines": {"ours": timed(45_000.0), "authors_2": timed(4_500.0)}}
+                     for row in manifest.ROWS if rows is None or row.id in rows},
+            "teacher_forward": {t: {"images_per_s": 1_000.0} for t in manifest.teachers_used()}}
 
 
-def test_estimate_table1_adds_runs_and_caches():
-    rates = _record("smoke")
-    e = costs.estimate_table1({n: p["images_per_s"] for n, p in rates["pipelines"].items()},
-                              {n: t["images_per_s"] for n, t in rates["teacher_forward"].items()}, 15_000.0, "smoke")
+def test_estimate_table1_adds_runs_and_caches_at_each_rows_rate():
+    e = costs.estimate_table1(_record("smoke"))
     # each run: epochs x 45,000 / 45,000 + epochs x 15,000 / 15,000 = 2 x epochs seconds
     assert e["student_total_s"] == pytest.approx(sum(2 * r.config("smoke").epochs for r in manifest.all_rows()))
     # smoke teaches as the authors did (clean image): each teacher (45,000 + 15,000) / 1,000 images/s
     assert e["cache_build_total_s"] == pytest.approx(len(e["cache_build_s"]) * (45_000 + 15_000) / 1_000)
-    assert e["total_s"] == pytest.approx(e["student_total_s"] + e["cache_build_total_s"])
+    assert e["total_s"] == pytest.approx(e["student_total_s"] + e["cache_build_total_s"]) and e["assumed"] == []
+    # the authors' pipeline: epochs x 45,000 / 4,500 = 10 x epochs seconds
+    assert sum(e["authors_runs_s"].values()) == pytest.approx(sum(10 * r.config("smoke").epochs
+                                                                  for r in manifest.all_rows()))
+
+
+def test_a_figure_point_takes_its_rows_rate_and_an_untimed_row_the_heaviest_rows():
+    record = _record("paper", rows={"baseline", "m3_drv", "m3_dr_t8"})
+    record["rows"]["m3_dr_t8"]["pipelines"]["ours"]["images_per_s"] = 22_500.0   # twice as slow
+    e = costs.estimate_table1(record)
+    epochs = manifest.get_row("m3_dr_t4").config("paper").epochs
+    assert e["student_runs_s"]["m3_dr_t4"] == pytest.approx(epochs * (2 + 1))       # Figure 4 point: its row's rate
+    assert "kd_vit" in e["assumed"] and "m3_dr_t4" not in e["assumed"] and "baseline" not in e["assumed"]
+    assert e["student_runs_s"]["kd_vit"] == pytest.approx(epochs * (1 + 1))          # the heaviest row's rate
+    assert "Not timed" in costs.estimate_table(record).html
 
 
 def test_estimate_of_consistent_teaching_caches_every_view():
-    rates = _record("consistent")
-    e = costs.estimate_table1({n: p["images_per_s"] for n, p in rates["pipelines"].items()},
-                              {n: t["images_per_s"] for n, t in rates["teacher_forward"].items()}, 15_000.0,
-                              "consistent")
+    e = costs.estimate_table1(_record("consistent"))
     # each teacher: (45,000 x 162 views + 15,000) / 1,000 images/s
     assert e["views_per_image"] == 162
     assert e["cache_build_total_s"] == pytest.approx(len(e["cache_build_s"]) * (45_000 * 162 + 15_000) / 1_000)
@@ -211,6 +222,23 @@ def test_no_estimate_from_a_stand_in_benchmark():
     assert "CPU" in costs.estimate_basis(_record("paper", device="cpu"))
     assert "Estimated" in costs.estimate_table(_record("paper")).html
     assert all("Measured" in t.html for t in costs.measured_tables(_record("smoke")))
+
+
+def test_the_measured_table_shows_every_row_against_the_authors_pipeline():
+    text = costs.measured_tables(_record("paper"))[0].text
+    for row in manifest.ROWS:
+        assert re.search(rf"{re.escape(row.label)}\s+45,000\.0\s+4,500\.0\s+10\.00x", text), row.label
+    assert "ours/authors (2 workers) >= 10 on every row" in text
+
+
+def test_a_first_format_benchmark_file_reads_as_its_one_heaviest_row():
+    import json
+
+    record = json.loads((paths.BOOK / "measurements" / "h100_paper.json").read_text())
+    rates = costs.row_rates(record)
+    assert list(rates) == ["m3_drv"] and set(rates["m3_drv"]) == {"ours", "authors_4"}
+    assert rates["m3_drv"]["ours"] / rates["m3_drv"]["authors_4"] == pytest.approx(record["ratios"]["optimized/authors"])
+    assert set(costs.reference(record)) == {"plain", "kd", "kd_eager"}
 
 
 def test_runs_spread_over_gpus_longest_first():

@@ -1,24 +1,44 @@
-"""What a benchmark file says, for the book's Performance page: the measured rates as tables, and the cost of the whole
-of Table 1 estimated from them (every manifest run, the teacher-logit caches, the online alternative).
+"""What a benchmark file says, for the book's Performance page: the measured rates per Table 1 row, ours against the
+authors' pipeline, and the cost of the whole of Table 1 estimated from them (every manifest run and the teacher-logit
+caches, ours and the authors' pipeline at their 2 workers).
 
-Measured and estimated numbers are kept apart: the tables of `measured_tables` are timings; `estimate_table1` is
-arithmetic on them, and only for a profile comparable with the report (a smoke benchmark times tiny stand-in models, so
-no hours are derived from it)."""
+Measured and estimated numbers are kept apart: `measured_tables` are timings; `estimate_table1` is arithmetic on them,
+and only for a profile comparable with the report (a smoke benchmark times tiny stand-in models, so no hours are
+derived from it). A file of the first format (schema 2) timed one row, the heaviest: it reads as that row alone."""
 from __future__ import annotations
 
 from typing import Any
 
 import pandas as pd
 
-from ..definitions.manifest import all_rows, teachers_used
+from ..definitions.manifest import BENCH_REFERENCE, ROWS, Row, all_rows, get_row
 from ..definitions.profiles import PROFILES, get_profile
 from .tables import HtmlTable, render_table
 
 TRAIN_IMAGES = 45_000            # the 45,000 / 5,000 split of CIFAR-100's training set (report section 4.1)
-EVAL_IMAGES = 5_000 + 10_000     # validation and test, evaluated after every epoch
+EVAL_IMAGES = 5_000 + 10_000     # validation after every epoch, test at most as often (a new best, the last)
+GPU_COUNTS = (1, 2, 4, 8)        # the estimate's machine sizes (python -m cakd reproduce --runs-per-gpu 1 on each)
+NAMES = {"ours": "ours", "online": "ours, teachers online", "plain": "student alone", "kd": "KD, cached (ours)",
+         "kd_eager": "KD, cached, eager step"}
 
 
-GPU_COUNTS = (1, 2, 4, 8)   # the estimate's machine sizes (python -m cakd reproduce --runs-per-gpu 1 on each)
+def row_rates(record: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Per timed Table 1 row: images/s of each pipeline timed for it (ours, authors_2, authors_4, online)."""
+    if record.get("schema", 2) >= 3:
+        return {rid: {n: p["images_per_s"] for n, p in r["pipelines"].items()} for rid, r in record["rows"].items()}
+    p = record["pipelines"]
+    return {BENCH_REFERENCE: {"ours": p["kd_cached"]["images_per_s"], **(
+        {f"authors_{record['settings']['loader_workers']}": p["authors"]["images_per_s"]} if "authors" in p else {}),
+        **({"online": p["kd_online"]["images_per_s"]} if "kd_online" in p else {})}}
+
+
+def reference(record: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The reference pipelines: the plain student step, the heaviest row's KD step, and that step eagerly."""
+    if record.get("schema", 2) >= 3:
+        return record["reference"]["pipelines"]
+    p = record["pipelines"]
+    return {name: p[old] for name, old in (("plain", "plain"), ("kd", "kd_cached"), ("kd_eager", "kd_cached_eager"))
+            if old in p}
 
 
 def spread(seconds: list[float], gpus: int) -> float:
@@ -30,42 +50,43 @@ def spread(seconds: list[float], gpus: int) -> float:
     return max(loads)
 
 
-def estimate_table1(images_per_s: dict[str, float], teacher_images_per_s: dict[str, float],
-                    eval_images_per_s: float, profile: str) -> dict[str, Any]:
-    """Seconds to train every manifest run of `profile` and to build the teacher-logit caches it reads: each run trains
-    its config's epochs (the maximum: early stopping can end it sooner) over TRAIN_IMAGES and evaluates EVAL_IMAGES
-    after each; KD runs use the cached-KD rate whatever their number of teachers (a lookup costs next to nothing); the
-    teachers are public checkpoints, used frozen."""
+def timed_row(row: Row) -> Row:
+    """The Table 1 row whose timing stands for `row`: itself, or the row of the same method and teachers (a figure
+    point differs in alpha or tau, which cost nothing)."""
+    return next(r for r in ROWS if r.params["method"] == row.params["method"]
+                and r.params.get("teachers") == row.params.get("teachers"))
+
+
+def estimate_table1(record: dict[str, Any]) -> dict[str, Any]:
+    """Seconds to train every manifest run of the record's profile and to build the teacher-logit caches it reads:
+    each run its config's epochs (the maximum: early stopping can end it sooner) over TRAIN_IMAGES with EVAL_IMAGES
+    evaluated after each, at its row's measured rate (a row not timed takes the heaviest row's rate, the plain step's
+    without teachers: `assumed` names them); the same runs in the authors' pipeline at 2 workers where it was timed."""
+    profile = record["profile"]
     get_profile(profile)
-    for name in ("plain", "kd_cached"):
-        if name not in images_per_s:
-            raise ValueError(f"images_per_s has no {name!r} rate; it has {sorted(images_per_s)}")
-    rows = all_rows()
-    teachers = sorted(teachers_used(rows))
-    if missing := [t for t in teachers if t not in teacher_images_per_s]:
-        raise ValueError(f"teacher_images_per_s has no rate for teacher(s) {missing}; "
-                         f"it has {sorted(teacher_images_per_s)}")
-    runs, online = {}, {}
-    for row in rows:
-        epochs, names = row.config(profile).epochs, row.params.get("teachers", [])
-        eval_s = epochs * EVAL_IMAGES / eval_images_per_s
-        runs[row.id] = epochs * TRAIN_IMAGES / images_per_s["kd_cached" if names else "plain"] + eval_s
-        # online alternative: the plain student step plus each teacher's forward pass, every step
-        online[row.id] = epochs * TRAIN_IMAGES * (1 / images_per_s["plain"]
-                                                  + sum(1 / teacher_images_per_s[n] for n in names)) + eval_s
-    # teacher logits cached per training image: one when the teachers see the clean image (the authors' recipe),
-    # every student view when they see the student's own (consistent teaching: 9 x 9 offsets x 2 flips = 162)
-    views = max(c.views.count if c.teacher_input == "student_view" else 1
-                for c in (row.config(profile) for row in rows if row.params.get("teachers")))
+    rates, plain = row_rates(record), reference(record)["plain"]["images_per_s"]
+    eval_rate, teacher_rates = record["student_eval"]["images_per_s"], record["teacher_forward"]
+    runs, authors, assumed = {}, {}, []
+    for row in all_rows():
+        timed, config = timed_row(row), row.config(profile)
+        rate = rates.get(timed.id, {}).get("ours")
+        if rate is None:
+            assumed.append(row.id)
+            rate = rates[BENCH_REFERENCE]["ours"] if config.teachers else plain
+        runs[row.id] = config.epochs * (TRAIN_IMAGES / rate + EVAL_IMAGES / eval_rate)
+        if "authors_2" in rates.get(timed.id, {}):
+            authors[row.id] = config.epochs * TRAIN_IMAGES / rates[timed.id]["authors_2"]
+    configs = [row.config(profile) for row in all_rows() if row.params.get("teachers")]
+    # logits cached per training image: one when the teachers see the clean image (the authors' recipe), every
+    # student view when they see the student's own (consistent teaching: 9 x 9 offsets x 2 flips = 162)
+    views = max(c.views.count if c.teacher_input == "student_view" else 1 for c in configs)
     passes = TRAIN_IMAGES * views + EVAL_IMAGES
-    cache = {n: passes / teacher_images_per_s[n] for n in teachers}
+    cache = {n: passes / teacher_rates[n]["images_per_s"] for n in sorted({t for c in configs for t in c.teachers})}
     return {"profile": profile, "runs": len(runs), "student_runs_s": runs, "student_total_s": sum(runs.values()),
             "on_gpus_s": {n: sum(cache.values()) / n + spread(list(runs.values()), n) for n in GPU_COUNTS},
             "views_per_image": views, "cache_build_s": cache, "cache_build_total_s": sum(cache.values()),
             "cache_teacher_passes": passes * len(cache), "total_s": sum(runs.values()) + sum(cache.values()),
-            "online_total_s": sum(online.values()),
-            "online_teacher_passes": sum(row.config(profile).epochs * TRAIN_IMAGES * len(row.params.get("teachers", []))
-                                         for row in rows)}
+            "authors_runs_s": authors, "assumed": assumed}
 
 
 def estimate_basis(record: dict[str, Any]) -> str | None:
@@ -74,32 +95,43 @@ def estimate_basis(record: dict[str, Any]) -> str | None:
     if profile not in PROFILES or not PROFILES[profile].comparable:
         return None
     if record.get("device") != "cuda":
-        return ("an extrapolation from the full-size models timed on a CPU: an upper bound, not GPU time")
+        return "an extrapolation from the full-size models timed on a CPU: an upper bound, not GPU time"
     return f"estimated from the rates measured on {record['machine']['device_name']}"
 
 
 def measured_tables(record: dict[str, Any]) -> list[HtmlTable]:
-    """The benchmark's timings: the four pipelines, their ratios (with the targets), the teachers' forward pass."""
+    """The benchmark's timings: per row, ours against the authors' pipeline (or online teaching); the references
+    (the KD overhead, what the graph saves), with the profile's targets; the teachers' forward pass."""
     m, s = record["machine"], record["settings"]
     caption = (f"Measured: profile '{record['profile']}' on {m['device_name']} ({record['device']}), precision "
                f"{record['config']['precision']}, torch {m['torch']}, {m['threads']} threads, batch "
                f"{s['batch_size']}, median of {s['repeats']} x {s['steps']} steps, {record['created']}, commit "
                f"{record.get('commit') or 'not recorded'}, by {record.get('command') or 'python -m cakd bench'}.")
-    pipelines = pd.DataFrame.from_records([
-        {"pipeline": p.get("label", name), "images/s": p["images_per_s"],
-         "teacher passes / image": p["teacher_passes_per_image"], "peak memory (MB)": p["peak_memory_mb"]}
-        for name, p in sorted(record["pipelines"].items(), key=lambda item: item[1].get("label", item[0]))])
-    ratios = pd.DataFrame.from_records([
-        {"ratio": name, "value": value,
-         "target": (f">= {record['targets'][name]['target']:g}: "
-                    f"{'met' if record['targets'][name]['met'] else 'NOT met'}") if name in record["targets"] else ""}
-        for name, value in record["ratios"].items()])
+    rates = row_rates(record)
+    columns = list(dict.fromkeys(name for r in rates.values() for name in r))
+    label = lambda n: NAMES.get(n, n.replace("authors_", "authors', ") + " workers")   # noqa: E731
+    frame = pd.DataFrame.from_records([
+        {"row": get_row(rid).label, **{f"{label(n)} (img/s)": r.get(n) for n in columns},
+         **{f"ours / {label(n)}": r["ours"] / r[n] if n in r else None for n in columns if n != "ours"}}
+        for rid, r in rates.items()])
+    ref = reference(record)
+    ratios = {"KD/plain": ("kd", "plain"), "graphed/eager": ("kd", "kd_eager")}
+    targets = get_profile(record["profile"]).bench_targets
+    refs = pd.DataFrame.from_records([
+        {"ratio": f"{name} ({get_row(BENCH_REFERENCE).label})", "value": ref[a]["images_per_s"] / ref[b]["images_per_s"],
+         "target": f">= {targets[name]:g}" if name in targets else ""}
+        for name, (a, b) in ratios.items() if a in ref and b in ref])
     teachers = pd.DataFrame.from_records([{"teacher (cache-build step)": n, "images/s": t["images_per_s"]}
                                           for n, t in record["teacher_forward"].items()])
+    per_row_targets = {n: t for n, t in targets.items() if n.startswith("ours/")}
     rate = "{:,.1f}".format
-    return [render_table(pipelines, caption=caption, notes=[f"Peak memory: {record['memory_method']}."],
-                         formats={"images/s": rate, "teacher passes / image": "{:g}", "peak memory (MB)": "{:,.0f}"}),
-            render_table(ratios, caption="Measured: throughput ratios (targets are reported, never asserted)."),
+    return [render_table(frame, caption=caption, formats={c: rate if "img/s" in c else "{:.2f}x" for c in frame.columns
+                                                          if c != "row"},
+                         notes=[f"Peak memory: {record['memory_method']}.", *(
+                             f"Target, reported and never asserted: {n} >= {t:g} on every row."
+                             for n, t in per_row_targets.items())]),
+            render_table(refs, caption="Measured: the KD step against the plain student step, and the graphed step "
+                                       "against the same step run eagerly.", formats={"value": "{:.2f}x"}),
             render_table(teachers, caption="Measured: one teacher's forward pass at the cache build's batch size.",
                          formats={"images/s": rate}, code_columns=["teacher (cache-build step)"])]
 
@@ -109,22 +141,24 @@ def estimate_table(record: dict[str, Any]) -> HtmlTable | None:
     basis = estimate_basis(record)
     if basis is None:
         return None
-    profile = record["profile"]
-    e = estimate_table1({n: p["images_per_s"] for n, p in record["pipelines"].items()},
-                        {n: t["images_per_s"] for n, t in record["teacher_forward"].items()},
-                        record["student_eval"]["images_per_s"], profile)
+    e = estimate_table1(record)
     views = "the un-augmented image" if e["views_per_image"] == 1 else f"{e['views_per_image']} views each"
-    frame = pd.DataFrame.from_records([
-        {"part": f"{e['runs']} student runs (each its config's maximum epochs x {TRAIN_IMAGES:,} images, "
-                 f"evaluation after each epoch)", "hours": e["student_total_s"] / 3600},
-        {"part": f"teacher-logit caches: {len(e['cache_build_s'])} teachers x ({TRAIN_IMAGES:,} training images, "
-                 f"{views}, + {EVAL_IMAGES:,} validation and test images)", "hours": e["cache_build_total_s"] / 3600},
-        {"part": "total, one GPU", "hours": e["total_s"] / 3600},
-        *({"part": f"total on {n} GPUs (runs spread by Ray, caches split between them)",
-           "hours": e["on_gpus_s"][n] / 3600} for n in GPU_COUNTS if n > 1),
-        {"part": "for comparison: every KD run teaching online instead of from the caches",
-         "hours": e["online_total_s"] / 3600}])
+    parts = [
+        (f"{e['runs']} student runs (each its config's maximum epochs x {TRAIN_IMAGES:,} images, evaluation after "
+         "each epoch)", e["student_total_s"]),
+        (f"teacher-logit caches: {len(e['cache_build_s'])} teachers x ({TRAIN_IMAGES:,} training images, {views}, "
+         f"+ {EVAL_IMAGES:,} validation and test images)", e["cache_build_total_s"]),
+        ("total, one GPU", e["total_s"]),
+        *((f"total on {n} GPUs (runs spread by Ray, caches split between them)", e["on_gpus_s"][n])
+          for n in GPU_COUNTS if n > 1)]
+    if len(e["authors_runs_s"]) == e["runs"]:
+        parts.append(("for comparison: the same runs' training steps in the authors' pipeline at 2 workers",
+                      sum(e["authors_runs_s"].values())))
+    notes = [f"Teacher forward passes to build the caches: {e['cache_teacher_passes']:,}."]
+    if e["assumed"]:
+        notes.append(f"Not timed, so at the heaviest row's rate (the plain step's without teachers): "
+                     f"{', '.join(e['assumed'])}.")
+    frame = pd.DataFrame([{"part": part, "hours": seconds / 3600} for part, seconds in parts])
     return render_table(frame, caption=f"Estimated: the whole of Table 1 and the figure points, profile "
-                                       f"'{profile}' ({basis}).", formats={"hours": "{:,.2f}"}, wide_columns=["part"],
-                        notes=[f"Teacher forward passes: {e['cache_teacher_passes']:,} to build the caches, "
-                               f"{e['online_teacher_passes']:,} to teach every KD run online."])
+                                       f"'{e['profile']}' ({basis}).", formats={"hours": "{:,.2f}"},
+                        wide_columns=["part"], notes=notes)

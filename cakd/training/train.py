@@ -3,7 +3,8 @@
 Data and augmentation stay on the device; the step has no host sync (per-epoch sums stay on the device); mixed precision
 and channels_last on CUDA, fp32 or fp64 on a CPU. The learning rate follows CosineAnnealingLR stepped once per epoch
 (the authors' Lightning default); training stops early when validation accuracy has not improved for `patience` epochs;
-the reported number is the test accuracy of the best-validation epoch. Every epoch ends with an atomic checkpoint
+the reported number is the test accuracy of the best-validation epoch, so the test split is read only at a new best
+validation accuracy and at the last epoch. Every epoch ends with an atomic checkpoint
 holding everything needed to resume bitwise, and hands its record to `on_epoch` (progress is data: whoever runs the loop
 decides how to show it)."""
 from __future__ import annotations
@@ -135,7 +136,9 @@ def fit(model: nn.Module, splits: Splits, step_loss: StepLoss, cfg: FitConfig, *
         scheduler.step()                                                   # per epoch, as Lightning does
         record = {"epoch": len(history) + 1, "lr": lr,
                   **flatten({k: v / seen for k, v in sums.items()}),   # one host sync per epoch
-                  "val_acc": evaluate_on(val), "test_acc": evaluate_on(test)}
+                  "val_acc": evaluate_on(val)}
+        if reports_test(history, record, cfg):
+            record["test_acc"] = evaluate_on(test)
         seconds += time.perf_counter() - start
         record["seconds"] = seconds
         if teachers is not None:
@@ -256,6 +259,14 @@ def evaluate(model: Callable[[Tensor], Tensor], split: Split, views: Views, batc
     if was_training and isinstance(model, nn.Module):
         model.train()
     return 100.0 * correct.item() / len(split)
+
+
+def reports_test(history: list[dict[str, float]], record: dict[str, float], cfg: FitConfig) -> bool:
+    """Whether epoch `record` may be reported, so its test accuracy is read: a new best validation accuracy (the
+    summary reports the test accuracy there) or the last epoch (its own, for comparison). Other epochs skip the
+    test split."""
+    return (all(record["val_acc"] > h["val_acc"] for h in history) or record["epoch"] >= cfg.epochs
+            or patience_spent([*history, record], cfg.patience))
 
 
 def best_epoch(history: list[dict[str, float]]) -> int:
