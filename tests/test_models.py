@@ -13,7 +13,7 @@ from cakd.definitions.networks import InputPipeline, teacher_pipeline
 from cakd.training import checkpoints
 from cakd.training.models import (PRETRAINED_DIR_ENV, STUDENTS, TEACHERS, WEIGHTS_URL, Classifier,
                                   PretrainedUnavailableError, count_parameters, create_student, create_teacher,
-                                  load_public_weights, pil_transform, public_weights_path)
+                                  load_public_weights, public_weights_path)
 from support import D, R18, R34, R50, V
 
 

@@ -71,8 +71,8 @@ def parameters_source(notebook: str) -> str:
     # quoted annotations: IPython evaluates them, papermill --help-notebook reads them as text
     defaults = default_parameters(notebook)
     if notebook in PAGE_PARAMETERS:
-        return "\n".join(f"{name}: {kind if kind in ('str', 'int', 'bool', 'list') else repr(kind)} = {defaults[name]!r}"
-                         f"  # {doc}" for name, (kind, _, doc) in PAGE_PARAMETERS[notebook].items())
+        return "\n".join(f"{name}: {kind if kind in ('str', 'int', 'bool', 'list') else repr(kind)} = "
+                         f"{defaults[name]!r}  # {doc}" for name, (kind, _, doc) in PAGE_PARAMETERS[notebook].items())
     lines = ['profile: str = "paper"  # paper: the authors\' recipe (GPU); consistent: ours (GPU); smoke: offline '
              'CPU demo', "seed: int = 0  # " + OPTIONS["seed"].doc]
     for name in list(defaults)[2:-1]:
@@ -250,7 +250,8 @@ def row_pages(rows: list[Row], profile: str) -> list[Page]:
 
 def write_placeholders(profile: str) -> None:
     """A page for every toc entry this profile has not executed (the toc lists all of them), so the book builds."""
-    entries = [(row.id, row.label, f"--rows {row.id}") for row in manifest.all_rows()] + [(TEACHERS_PAGE, "Teachers", "")]
+    entries = [(row.id, row.label, f"--rows {row.id}") for row in manifest.all_rows()]
+    entries.append((TEACHERS_PAGE, "Teachers", ""))
     for name, title, option in entries:
         page = Page(name, name, {}, profile)
         if (stamp_of(page.path) or {}).get("profile") != profile:   # none, or another profile's

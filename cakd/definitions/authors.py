@@ -161,7 +161,3 @@ def settings() -> dict[str, Any]:
     """Every option value the `paper` profile takes from the authors' code."""
     return {name: value for fact in FACTS for name, value in fact.settings.items()}
 
-
-def facts_for(method: str) -> list[CodeFact]:
-    """The facts that concern a run of `method` (those of every run included)."""
-    return [f for f in FACTS if not f.methods or method in f.methods]

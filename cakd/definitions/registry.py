@@ -1,6 +1,6 @@
 """The run registry: a finished run is a folder of config.json, history.csv and metrics.json, keyed by the hash of its
-config. Reading it needs no torch (the results page, the figures and the book read runs here);
-cakd.training.runs trains the runs that are not in it. metrics.json is written last: its presence marks a finished run."""
+config. Reading it needs no torch (the results page, the figures and the book read runs here); cakd.training.runs
+trains the runs that are not in it. metrics.json is written last: its presence marks a finished run."""
 from __future__ import annotations
 
 import csv

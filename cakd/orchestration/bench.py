@@ -101,7 +101,8 @@ def run_benchmark(device: str = "cpu", profile: str = "smoke", rows: list[str] |
         else:
             builders = {"ours": lambda: timing.ours(cfg), **({"online": lambda: timing.ours(cfg, online=True)}
                                                               if cfg.teachers else {})}
-        record["rows"][row.id] = {"label": row.label, "teachers": list(cfg.teachers), "pipelines": timing.time(builders)}
+        record["rows"][row.id] = {"label": row.label, "teachers": list(cfg.teachers),
+                                  "pipelines": timing.time(builders)}
     record = _record(dev, heaviest, s, compile, command, workers, record, timing.eval_rate(heaviest),
                      timing.teacher_rates(heaviest))
     print("\n\n".join(table.text for table in costs.measured_tables(record)), flush=True)
@@ -238,7 +239,8 @@ class _Timing:
 
     def eval_rate(self, cfg: RunConfig) -> dict[str, Any]:
         model, _, _ = prepare_training(_student(cfg), FitConfig.of(cfg, self.dev))
-        split = Split(self.train.images[:self.s.eval_batch_size], self.train.labels[:self.s.eval_batch_size]).to(self.dev)
+        n = self.s.eval_batch_size
+        split = Split(self.train.images[:n], self.train.labels[:n]).to(self.dev)
         autocast, dtype = autocast_for(self.dev, cfg.precision), compute_dtype(cfg.precision)
         return _measure(lambda steps: [evaluate(model, split, cfg.views, self.s.eval_batch_size, autocast, dtype)
                                        for _ in range(steps)], self.s, len(split))
@@ -295,8 +297,8 @@ def check(device: str = "auto", profile: str = "paper", out: Path | None = None,
           compared_steps: int | None = None, epochs_images: int | None = None, command: str | None = None,
           **bench: Any) -> dict[str, Any]:
     """What a lent GPU must confirm, in one record (default book/measurements/<gpu>-check.json): the per-row benchmark
-    of `profile`, graphed against eager training over `compared_steps` steps in fp16 and in bf16, the fp16 overflow (skipped
-    step, halved scale; graphed and eager), and two epochs of the heaviest row on `epochs_images` generated
+    of `profile`, graphed against eager training over `compared_steps` steps in fp16 and in bf16, the fp16 overflow
+    (skipped step, halved scale; graphed and eager), and two epochs of the heaviest row on `epochs_images` generated
     CIFAR-shaped images with randomly initialised teachers. On a CPU, with small sizes, a dry run of the same code."""
     record = run_benchmark(device, profile, rows, write=False, command=command, **bench)
     dev = torch.device(record["device"])
@@ -459,7 +461,8 @@ def _commit() -> str | None:
 
 
 def _record(device: torch.device, cfg: RunConfig, s: BenchSettings, compile: bool, command: str | None,
-            workers: tuple[int, ...], timed: dict[str, Any], eval_timing: dict, teacher_timings: dict) -> dict[str, Any]:
+            workers: tuple[int, ...], timed: dict[str, Any], eval_timing: dict, teacher_timings: dict
+            ) -> dict[str, Any]:
     """The benchmark's JSON record: what was timed, where, from which commit and command, and the ratios."""
     targets = get_profile(cfg.profile).bench_targets
     for row in [timed["reference"], *timed["rows"].values()]:

@@ -256,6 +256,8 @@ def ray_session(resources: Resources, gpu: bool) -> Iterator[str]:
     """Ray started (or joined) for the tasks; yields where they run, in words. Every node must see this
     driver's results and cache homes (one shared folder on every node): checked before any task."""
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")   # read when ray is imported: every run's epoch lines, not a sample
+    if not sys.stdout.isatty():
+        os.environ.setdefault("RAY_COLOR_PREFIX", "0")   # a log file gets the tasks' lines without colour codes
     import ray
     import torch
 

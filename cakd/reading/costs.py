@@ -118,8 +118,9 @@ def measured_tables(record: dict[str, Any]) -> list[HtmlTable]:
     ratios = {"KD/plain": ("kd", "plain"), "graphed/eager": ("kd", "kd_eager")}
     targets = get_profile(record["profile"]).bench_targets
     refs = pd.DataFrame.from_records([
-        {"ratio": f"{name} ({get_row(BENCH_REFERENCE).label})", "value": ref[a]["images_per_s"] / ref[b]["images_per_s"],
-         "target": f">= {targets[name]:g}" if name in targets else ""}
+        {"ratio": f"{name} ({get_row(BENCH_REFERENCE).label})",
+         "value": ref[a]["images_per_s"] / ref[b]["images_per_s"], "target": f">= {targets[name]:g}" if name in targets
+         else ""}
         for name, (a, b) in ratios.items() if a in ref and b in ref])
     teachers = pd.DataFrame.from_records([{"teacher (cache-build step)": n, "images/s": t["images_per_s"]}
                                           for n, t in record["teacher_forward"].items()])

@@ -54,7 +54,8 @@ def plot_history(result: RunResult, name: str | None = None) -> Plot:
     with _style():
         fig = Figure(figsize=(3.6 * len(panels), 3.2), layout="constrained")
         for ax, (title, columns) in zip(fig.subplots(1, len(panels), squeeze=False)[0], panels):
-            long = frame.melt(id_vars="epoch", value_vars=list(columns), var_name="series").dropna()   # test: where read
+            # dropna: the test accuracy, read only where the protocol may report it
+            long = frame.melt(id_vars="epoch", value_vars=list(columns), var_name="series").dropna()
             long["series"] = long["series"].map(columns)
             _seaborn().lineplot(long, x="epoch", y="value", hue="series", marker="o", ax=ax)
             ax.set(title=title, ylabel="", xlabel="epoch")

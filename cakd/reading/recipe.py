@@ -70,8 +70,10 @@ def source(config: RunConfig, name: str, row: Row | None = None) -> str:
     """Where option `name`'s value in `config` (a run of manifest `row`, if any) comes from, in a few words."""
     value, option, profile = getattr(config, name), OPTIONS[name], PROFILES[config.profile]
     if row is not None and name in row.params and name != "teachers":
-        return "ours (a point the report does not have)" if row.ours else \
-            "the report's Table 1 row" if row.table1 else f"the report's {', '.join(row.figures)}".replace("fig", "Figure ")
+        if row.ours:
+            return "ours (a point the report does not have)"
+        return "the report's Table 1 row" if row.table1 else "the report's " + ", ".join(
+            f"Figure {f[-1]}" for f in row.figures)
     if name != "teachers" and value != profile.settings.get(name, option.default):
         return "this run's parameters"
     if profile.authors_code and (choice := next((c for c in authors.SOURCE_CHOICES if name in c.options), None)):

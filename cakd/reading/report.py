@@ -130,12 +130,11 @@ def figure_series(profile: str, figure: str, seeds: int | None = None) -> list[t
 # ----------------------------------------------------------------------------- reproduction notes
 
 def options_table() -> pd.DataFrame:
-    """Every option (cakd.config.OPTIONS): origin, readers, default, choices, each profile's value, what it does."""
-    profiles = {name: profile_config(name) for name in PROFILES}
+    """Every option (config.OPTIONS): origin, readers, default, choices, what it does (each profile's value where
+    they differ: profiles_table)."""
     return pd.DataFrame.from_records([
         {"option": o.name, "origin": o.origin, "read by": o.read_by(), "default": str(o.default),
-         "choices": ", ".join(str(c) for c in o.choices) if o.choices else "",
-         **{p: str(getattr(c, o.name)) for p, c in profiles.items()}, "what it does": o.doc}
+         "choices": ", ".join(str(c) for c in o.choices) if o.choices else "", "what it does": o.doc}
         for o in cfg.OPTIONS.values()])
 
 
@@ -174,8 +173,9 @@ def authors_code_text() -> str:
 
 def source_choices_table() -> pd.DataFrame:
     """Where the sources disagree or the notebook is silent (authors.SOURCE_CHOICES): what the paper profile takes."""
-    return pd.DataFrame.from_records([{"setting": c.topic, "the sources": c.sources, "the paper profile takes": c.chosen,
-                                       "likely effect": c.effect} for c in authors.SOURCE_CHOICES])
+    return pd.DataFrame.from_records([{"setting": c.topic, "the sources": c.sources,
+                                       "the paper profile takes": c.chosen, "likely effect": c.effect}
+                                      for c in authors.SOURCE_CHOICES])
 
 
 BOOK_TABLES = {   # name -> (DataFrame function, code columns, wide columns); the {cakd-table} directive's names
@@ -211,11 +211,12 @@ def row_numbers(config: cfg.RunConfig) -> HtmlTable:
     row, profile = manifest.find_row(config), get_profile(config.profile)
     runs = row_results(row, config.profile) if row else [r for r in [find_run(config)] if r]
     ours = [r.accuracy for r in runs]
-    frame = pd.DataFrame([{"the report": math.nan if row is None or row.report_acc is None else row.report_acc,
-                           "the authors' re-run": math.nan if row is None or row.authors_acc is None else row.authors_acc,
+    known = lambda value: math.nan if value is None else value   # noqa: E731
+    frame = pd.DataFrame([{"the report": known(row and row.report_acc),
+                           "the authors' re-run": known(row and row.authors_acc),
                            "ours (mean)": statistics.fmean(ours) if ours else math.nan,
                            "ours (std)": statistics.stdev(ours) if len(ours) > 1 else math.nan, "seeds": len(ours)}])
-    what = (f"{'Table 1 row' if row.table1 else 'figure point'} `{row.id}`" if row else
+    what = (f"{'Table 1 row' if row.table1 else 'figure point'} {row.id}" if row else
             "this run (its parameters are no manifest row's)")
     notes = [] if profile.comparable else [f"Ours: {profile.banner}."]
     return render_table(frame, caption=f"Test accuracy (%) at the epoch of best validation accuracy: {what}, profile "

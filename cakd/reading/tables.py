@@ -5,6 +5,7 @@ look is `book/_static/cakd.css`."""
 from __future__ import annotations
 
 import html
+import re
 import numbers
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
@@ -41,7 +42,7 @@ def render_table(frame: pd.DataFrame, *, caption: str = "", formats: Mapping[Any
                  wide_columns: Sequence[Any] = (), notes: Sequence[str] = (), css_class: str = "") -> HtmlTable:
     """`frame` as HTML and text. formats: column -> format (others: numbers with 2 decimals, the rest str);
     na_rep: what a missing value shows (per column, or one for all); code_columns: shown as code; wide_columns:
-    prose that may take the remaining width; notes: lines under the table."""
+    prose that may take the remaining width; notes: lines under the table (`code` in them shown as code)."""
     if unknown := sorted(str(c) for c in [*(formats or {}), *code_columns, *wide_columns] if c not in frame.columns):
         raise ValueError(f"column(s) {unknown} are not in the table; its columns are {[str(c) for c in frame.columns]}")
     text_formats = {c: _formatter((formats or {}).get(c), na_rep if isinstance(na_rep, str) else na_rep.get(c, "-"))
@@ -59,7 +60,7 @@ def render_table(frame: pd.DataFrame, *, caption: str = "", formats: Mapping[Any
               .set_table_attributes(f'class="{" ".join(filter(None, ["cakd-table", css_class]))}"')
               .set_caption(html.escape(caption)))
     styler.set_uuid(digest(caption, cells.to_json())[:8])
-    notes_html = "".join(f"<p>{html.escape(n)}</p>" for n in notes)
+    notes_html = "".join("<p>" + re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(n)) + "</p>" for n in notes)
     table = styler.to_html(cell_ids=False).replace('<style type="text/css">\n</style>\n', "")   # no styles: css
     page = (f'<div class="cakd-table-wrap">{table}'
             + (f'<div class="cakd-table-notes">{notes_html}</div>' if notes else "") + "</div>")

@@ -70,7 +70,8 @@ class Classifier(nn.Module):
 
         transform = pil_transform(self.pipeline)
         pixels = images.permute(0, 2, 3, 1).cpu().numpy()
-        return self._net(torch.stack([transform(Image.fromarray(p)) for p in pixels]).to(images.device, self.mean.dtype))
+        x = torch.stack([transform(Image.fromarray(p)) for p in pixels])
+        return self._net(x.to(images.device, self.mean.dtype))
 
     def _net(self, x: Tensor) -> Tensor:
         return self.net(x.contiguous(memory_format=torch.channels_last) if self.channels_last else x)

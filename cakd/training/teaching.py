@@ -38,7 +38,7 @@ class StaleCacheError(ValueError):
 
 
 class FrozenTeacher(Protocol):
-    """A teacher as cakd.training.teachers loads it: its name, its network (with its input pipeline), its weights' hash."""
+    """A teacher as cakd.training.teachers loads it: its name, its network (with its pipeline), its weights' hash."""
     name: str
     model: nn.Module
     weights_digest: str
