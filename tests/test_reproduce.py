@@ -208,6 +208,7 @@ def test_the_book_command_is_jupyter_books_own(monkeypatch):
     assert commands[0][-2:] == ["build", "."]
     shown = run([*commands[0][:-2], "build", "--help"], capture_output=True, text=True)
     assert shown.returncode == 0 and "Convert your book's or page's content to HTML" in shown.stdout, shown.stdout
+    assert "nocolor()" in commands[0][2]          # pytest's output is not a terminal: a log without colour codes
 
 
 # ----------------------------------------------------------------------------- progress in a log

@@ -12,8 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-NOTEBOOK = "the authors' notebook (Jeen-Freecs/kd_thesis, commit 9e61324)"
-
 
 @dataclass(frozen=True)
 class CodeFact:

@@ -364,8 +364,10 @@ def _bench(profile: Profile, force: bool, log: Log) -> list[str]:
 
 
 def build_book() -> int:
-    """`jupyter-book build .` at the repository root; returns its exit code."""
-    command = [sys.executable, "-c", "from jupyter_book.cli.main import main; main()", "build", "."]   # no __main__
+    """`jupyter-book build .` at the repository root; returns its exit code. Without a terminal, its Sphinx output
+    comes without colour codes, as `sphinx-build`'s does (Jupyter Book does not switch them off itself)."""
+    plain = "" if sys.stdout.isatty() else "from sphinx.util.console import nocolor; nocolor(); "
+    command = [sys.executable, "-c", f"{plain}from jupyter_book.cli.main import main; main()", "build", "."]
     return subprocess.run(command, cwd=paths.ROOT).returncode
 
 
