@@ -265,8 +265,8 @@ def reports_test(history: list[dict[str, float]], record: dict[str, float], cfg:
     """Whether epoch `record` may be reported, so its test accuracy is read: a new best validation accuracy (the
     summary reports the test accuracy there) or the last epoch (its own, for comparison). Other epochs skip the
     test split."""
-    return (all(record["val_acc"] > h["val_acc"] for h in history) or record["epoch"] >= cfg.epochs
-            or patience_spent([*history, record], cfg.patience))
+    so_far = [*history, record]
+    return best_epoch(so_far) == len(history) or record["epoch"] >= cfg.epochs or patience_spent(so_far, cfg.patience)
 
 
 def best_epoch(history: list[dict[str, float]]) -> int:
