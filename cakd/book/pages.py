@@ -164,9 +164,6 @@ class Page:
                 "code": files.digest(*(part for p in code for part in (p.relative_to(paths.PACKAGE).as_posix(), p))
                                      )[:16], "parameters": self.parameters, "profile": self.profile}
 
-    def is_current(self) -> bool:
-        return stamp_of(self.path) == self.stamp()
-
     def render(self, source: nbformat.NotebookNode | None = None, stamp: dict[str, Any] | None = None) -> "Rendered":
         """Execute the page's notebook (or `source`, its contents read earlier, with the `stamp` taken then)."""
         start = time.perf_counter()

@@ -283,6 +283,11 @@ def check_names(given: Any, known: Any, what: str) -> None:
         raise ValueError(f"unknown {what}(s) {', '.join(hints)}; known: {', '.join(sorted(known))}")
 
 
+def is_count(value: Any, minimum: int) -> bool:
+    """Whether `value` is an integer >= `minimum` (True and False are not counts)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
 def check_flag(name: str, value: Any) -> bool:
     """`value` if it is True or False: papermill's `-p force yes` is a string, which must not count as True."""
     if not isinstance(value, bool):

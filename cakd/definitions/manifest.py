@@ -100,6 +100,13 @@ def figure_rows(figure: str) -> list[Row]:
     return rows
 
 
+def select_rows(rows: list[str] | None, every: list[Row]) -> list[Row]:
+    """The rows named by the ids `rows` (each checked), or `every` when none are named."""
+    if isinstance(rows, str):
+        raise ValueError(f"rows={rows!r} must be a list of row ids, e.g. [{rows!r}] (CLI: --rows {rows})")
+    return [get_row(r) for r in rows] if rows else every
+
+
 def get_row(row_id: str) -> Row:
     rows = {r.id: r for r in all_rows()}
     if row_id not in rows:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, get_args
 
 from . import authors
-from .config import ProfileName, RunConfig, check_names, OPTIONS
+from .config import ProfileName, RunConfig, check_names, is_count, OPTIONS
 
 
 def _doc(text: str) -> Any:
@@ -27,13 +27,13 @@ class BenchSettings:
     eval_batch_size: int = _doc("batch of the student's evaluation timing")
 
     def checked(self, **overrides: int | None) -> "BenchSettings":
-        """These settings with `overrides` (None: keep), each an integer >= 1 (>= 0 for warmup and workers)."""
+        """These settings with `overrides` (None: keep), each an integer >= 1 (>= 0 for warmup)."""
         names = [f.name for f in dataclasses.fields(self)]
         check_names(overrides, names, "benchmark setting")
         settings = dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
         for name in names:
             value, low = getattr(settings, name), 0 if name == "warmup" else 1
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            if not is_count(value, low):
                 raise ValueError(f"benchmark setting {name}={value!r} must be an integer >= {low}")
         return settings
 

@@ -34,8 +34,8 @@ import torch
 from torch import Tensor, nn
 
 from ..definitions import files, paths
-from ..definitions.config import RunConfig
-from ..definitions.manifest import BENCH_REFERENCE as HEAVIEST, ROWS, Row, get_row, teachers_used
+from ..definitions.config import RunConfig, is_count
+from ..definitions.manifest import BENCH_REFERENCE as HEAVIEST, ROWS, Row, get_row, select_rows, teachers_used
 from ..definitions.networks import STUDENT_PIPELINE, InputPipeline
 from ..definitions.profiles import BenchSettings, get_profile
 from ..reading import costs
@@ -77,10 +77,8 @@ def run_benchmark(device: str = "cpu", profile: str = "smoke", rows: list[str] |
     `config` overrides RunConfig options (e.g. model_scale='tiny'); `overrides` replace BenchSettings fields."""
     if out is not None and (Path(out).suffix != ".json" or Path(out).is_dir()):   # checked now, not after timing
         raise ValueError(f"out={str(out)!r} must be a .json file path such as results/bench.json")
-    if isinstance(rows, str):
-        raise ValueError(f"rows={rows!r} must be a list of row ids, e.g. [{rows!r}] (CLI: --rows {rows})")
-    selected = [get_row(r) for r in rows] if rows else list(ROWS)
-    if not workers or any(not isinstance(w, int) or isinstance(w, bool) or w < 0 for w in workers):
+    selected = select_rows(rows, list(ROWS))
+    if not workers or not all(is_count(w, 0) for w in workers):
         raise ValueError(f"workers={workers!r} must be DataLoader worker counts >= 0, e.g. (2, 4)")
     configure_threads()
     dev = resolve_device(device)

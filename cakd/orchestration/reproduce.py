@@ -26,11 +26,11 @@ from typing import Any, Callable, Iterator
 import nbformat
 import pandas as pd
 
-from ..book.pages import RESULTS_PAGE, TEACHERS_PAGE, Page, Rendered, first_line, render_toc, row_pages, \
+from ..book.pages import RESULTS_PAGE, TEACHERS_PAGE, Page, Rendered, first_line, render_toc, row_pages, stamp_of, \
     write_placeholders
 from ..definitions import files, paths
-from ..definitions.config import RunConfig, TeacherTraining, check_flag
-from ..definitions.manifest import Row, all_rows, get_row, teachers_used
+from ..definitions.config import RunConfig, TeacherTraining, check_flag, is_count
+from ..definitions.manifest import Row, all_rows, select_rows, teachers_used
 from ..definitions.profiles import Profile, get_profile
 from ..definitions.registry import find_run
 
@@ -58,7 +58,7 @@ class Resources:
     def __post_init__(self) -> None:
         for name in ("workers", "runs_per_gpu"):
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            if not is_count(value, 1):
                 flag = "--" + name.replace("_", "-")
                 raise ValueError(f"{name}={value!r} must be an integer >= 1 ({flag} 1 runs one at a time)")
         if self.address is not None:
@@ -73,10 +73,8 @@ def reproduce(profile: str = "smoke", rows: list[str] | None = None, seeds: int 
               address: str | None = None) -> int:
     """Run the reproduction; returns the number of failed steps (0 = everything done)."""
     spec = get_profile(profile)                               # every argument is checked here, before any work
-    if isinstance(rows, str):
-        raise ValueError(f"rows={rows!r} must be a list of row ids, e.g. [{rows!r}] (CLI: --rows {rows})")
-    selected = [get_row(r) for r in rows] if rows else all_rows()
-    if not isinstance(seeds, int) or isinstance(seeds, bool) or seeds < 1:
+    selected = select_rows(rows, all_rows())
+    if not is_count(seeds, 1):
         raise ValueError(f"seeds={seeds!r} must be an integer >= 1 (seed 0 runs in the notebooks, 1..N-1 directly)")
     check_flag("force", force)
     check_flag("build", build)
@@ -147,10 +145,10 @@ def run_grid(runs: list[tuple[Row, int, RunConfig]], profile: Profile, force: bo
         return [caches[files.digest(cache_key(config, name))] for name in config.teachers]
 
     def submit(page: Page, *after: Any, on: Any = page_task) -> None:
-        if after or force or not page.is_current():
+        stamp = page.stamp()
+        if after or force or stamp_of(page.path) != stamp:
             source = nbformat.read(paths.NOTEBOOKS / f"{page.notebook}.ipynb", as_version=4)
-            pending[on.options(name=f"page {page.name}").remote(page, source, page.stamp(), *after)] = (page.name,
-                                                                                                       None)
+            pending[on.options(name=f"page {page.name}").remote(page, source, stamp, *after)] = (page.name, None)
 
     pages = {page.row.id: page for page in row_pages([row for row, seed, _ in runs if seed == 0], profile.name)}
     for row, seed, config in runs:

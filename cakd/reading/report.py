@@ -28,7 +28,7 @@ RESEED_COMMAND = "python -m cakd reproduce --profile {profile} --seeds N"
 
 def row_results(row: Row, profile: str, seeds: int | None = None) -> list[RunResult]:
     """The finished runs of `row` in the registry: seeds 0..seeds-1, or (seeds=None) every seed it has."""
-    if seeds is not None and (not isinstance(seeds, int) or isinstance(seeds, bool) or seeds < 1):
+    if seeds is not None and not cfg.is_count(seeds, 1):
         raise ValueError(f"seeds={seeds!r} must be an integer >= 1 (seeds 0..seeds-1 are read) or None "
                          "(every seed in the registry)")
     candidates = range(seeds) if seeds is not None else registry_seeds(profile)
