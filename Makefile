@@ -43,7 +43,7 @@ gpu-check: install
 	$(PY) -m cakd bench --check --profile paper --device cuda
 
 goldens: install
-	$(PY) -m cakd goldens
+	$(PY) tests/goldens.py
 
 notebooks: install
 	$(PY) -m cakd notebooks

@@ -42,14 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_reproduce)
 
     p = commands.add_parser("bench", help="time our training step against the authors' pipeline, per Table 1 row",
-                            description="Time, in one process on the same models, per Table 1 row: our training step "
-                                        "with the row's teachers from a logit cache (graphed on CUDA) against the "
-                                        "authors' pipeline for the row (a DataLoader of PIL images at 2 and 4 "
-                                        "workers, fp16, every teacher online each step, .item() logging), or, where "
-                                        "the teachers see the student's views, against online teaching; once, the "
-                                        "plain student step and the graph's gain. Prints the tables and writes "
-                                        "results/<profile>/bench.json. The sizes below default per profile and "
-                                        "device (cakd.definitions.profiles). --check: what a lent GPU must confirm.")
+                            description="Per Table 1 row, our training step (teachers from a logit cache, graphed on "
+                                        "CUDA) against the authors' pipeline (PIL images in a DataLoader, every "
+                                        "teacher online each step) or online teaching; then the plain step and the "
+                                        "graph's gain. Prints the tables, writes results/<profile>/bench.json. The "
+                                        "sizes default per profile and device (cakd.definitions.profiles).")
     p.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu", help="default cpu")
     p.add_argument("--profile", default="smoke", metavar="|".join(PROFILES),
                    help="smoke: tiny models (default); paper: the authors' recipe; consistent: ours (32x32)")
@@ -82,13 +79,6 @@ def build_parser() -> argparse.ArgumentParser:
                                         "notebooks/run_template.ipynb), the parameters cell of the other pages "
                                         "from the config's options, and _toc.yml from the manifest.")
     p.set_defaults(run=_notebooks)
-
-    p = commands.add_parser("goldens", help="regenerate the golden notebooks of the nbval tests (tests/golden/)",
-                            description="Execute every notebook under the smoke profile in fresh homes and save "
-                                        "it with its outputs as tests/golden/<name>.ipynb. Run it after a change "
-                                        "that is meant to alter reported numbers, and review the diff.")
-    p.add_argument("names", nargs="*", metavar="NAME", help="only these goldens (default: all)")
-    p.set_defaults(run=_goldens)
 
     return parser
 
@@ -143,13 +133,6 @@ def _notebooks(args: argparse.Namespace) -> int:
 
     changed = write_notebooks()
     print(f"wrote {', '.join(changed)}" if changed else "every notebook is current")
-    return 0
-
-
-def _goldens(args: argparse.Namespace) -> int:
-    from .orchestration.goldens import regenerate
-
-    regenerate(args.names or None)
     return 0
 
 

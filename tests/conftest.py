@@ -152,7 +152,7 @@ def _start_golden_cache(tmp_path_factory) -> None:
 
     from filelock import FileLock
 
-    from cakd.orchestration.goldens import golden_environment
+    from goldens import golden_environment
 
     shared = _shared_folder(tmp_path_factory)
     base = shared / "golden-cache"

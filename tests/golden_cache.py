@@ -10,7 +10,7 @@ from pathlib import Path
 def make_golden_cache() -> None:
     from cakd.book import notebook
     from cakd.book.pages import TEACHERS_PAGE, default_parameters
-    from cakd.orchestration.goldens import GOLDENS
+    from goldens import GOLDENS
 
     config, names = notebook.teachers_config({**default_parameters(TEACHERS_PAGE), **GOLDENS[TEACHERS_PAGE][1]})
     teachers = notebook.load_teachers(config, names, force=False)

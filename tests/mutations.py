@@ -101,7 +101,7 @@ def stop_at_the_first_differing_epoch(golden: dict[str, float]) -> None:
     import cakd.training.runs as runs
     import cakd.training.train as train
     from cakd.book.notebook import printed_epoch
-    from cakd.orchestration.goldens import differs
+    from goldens import differs
 
     differing: list[str] = []
     fit, spent = runs.fit, train.patience_spent

@@ -1,10 +1,10 @@
 """A pytest plugin for the golden tests' nbval (`-p nbval_tolerance`): in the cells tagged `cakd-metrics`,
-training values within their measured tolerance of the golden's count as equal (cakd.goldens.within_tolerance);
+training values within their measured tolerance of the golden's count as equal (goldens.within_tolerance);
 nbval compares everything else, and reports a value beyond its tolerance as its usual output mismatch."""
 from nbformat.v4 import new_output
 from nbval.plugin import IPyNbCell
 
-from cakd.orchestration.goldens import within_tolerance
+from goldens import within_tolerance
 
 _compare_outputs = IPyNbCell.compare_outputs
 

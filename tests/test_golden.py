@@ -1,7 +1,7 @@
 """Golden notebooks executed again in fresh homes must print what they printed, on any machine: nbval compares
 the cells tagged `nbval-check-output`, the mathematics exactly and the training within tolerance
-(cakd.goldens, through the nbval_tolerance plugin). A failure says first whether this machine differs from the
-golden's. Regenerate with `python -m cakd goldens`."""
+(tests/goldens.py, through the nbval_tolerance plugin). A failure says first whether this machine differs from the
+golden's. Regenerate with `make goldens`."""
 import os
 import subprocess
 import sys
@@ -10,8 +10,8 @@ import nbformat
 import pytest
 
 from cakd.definitions import paths
-from cakd.orchestration.goldens import GOLDENS, PROFILE, SANITIZE, TOLERANCES, environment, golden_environment
-from cakd.orchestration.goldens import golden_path, tolerance, within_tolerance
+from goldens import GOLDENS, PROFILE, SANITIZE, TOLERANCES, environment, golden_environment
+from goldens import golden_path, tolerance, within_tolerance
 
 TESTS = os.path.dirname(__file__)
 
@@ -74,7 +74,7 @@ def test_golden_code_equals_its_source_notebook(name):
     notebook, parameters = GOLDENS[name]
     golden = nbformat.read(golden_path(name), as_version=4)
     source = nbformat.read(paths.NOTEBOOKS / f"{notebook}.ipynb", as_version=4)
-    assert _code_cells(golden) == _code_cells(source), "regenerate: python -m cakd goldens " + name
+    assert _code_cells(golden) == _code_cells(source), "regenerate: make goldens, or python tests/goldens.py " + name
     injected = [c for c in golden.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert len(injected) == 1 and golden.metadata.papermill["parameters"] == parameters
 

@@ -14,7 +14,7 @@ import nbformat
 import pytest
 
 import mutations
-from cakd.orchestration.goldens import METRIC_LINE, TOLERANCES, golden_path
+from goldens import METRIC_LINE, TOLERANCES, golden_path
 from mutations import GOLDEN_ENV, METRICS, MUTATION_ENV, MUTATIONS, PROBE
 from test_golden import nbval, training_lines
 

@@ -2,8 +2,8 @@
 on generated data that a student learns in seconds (10 classes, chance 10%; the tests check that each golden
 learns well above it).
 
-`python -m cakd goldens` regenerates them (after a change meant to alter reported numbers). nbval executes each
-again in fresh homes and compares the cells tagged `nbval-check-output`:
+`make goldens` (`python tests/goldens.py [NAME ...]`) regenerates them (after a change meant to alter reported
+numbers). nbval executes each again in fresh homes and compares the cells tagged `nbval-check-output`:
 - what the mathematics alone fixes (the recipe, parameter counts, the fixed-batch probe, the learning rate of
   each epoch): to the last digit;
 - what training gives (the cells tagged `cakd-metrics`: every epoch's loss and accuracies, the teachers'
@@ -23,10 +23,10 @@ from unittest import mock
 
 import nbformat
 
-from ..definitions import authors, paths
-from ..definitions.config import OPTIONS
-from ..definitions.manifest import D, R50, V, get_row
-from ..definitions.profiles import PROFILES
+from cakd.definitions import authors, paths
+from cakd.definitions.config import OPTIONS
+from cakd.definitions.manifest import D, R50, V, get_row
+from cakd.definitions.profiles import PROFILES
 
 PROFILE = "smoke"
 # What every golden shares: generated images of 10 classes, float64, and teachers trained one epoch in batches of 16:
@@ -122,7 +122,7 @@ def within_tolerance(golden: str, fresh: str) -> str:
 
 def regenerate(names: list[str] | None = None, log=print) -> None:
     """Execute each golden's notebook with papermill in fresh homes and save it without volatile metadata."""
-    from ..book.pages import execute
+    from cakd.book.pages import execute
 
     unknown = sorted(set(names or []) - set(GOLDENS))
     if unknown:
@@ -148,3 +148,13 @@ def regenerate(names: list[str] | None = None, log=print) -> None:
 def _environment(env: dict[str, str]) -> Any:
     """os.environ replaced by `env` for the duration (papermill's kernel inherits it)."""
     return mock.patch.dict(os.environ, env, clear=True)
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python tests/goldens.py", description="Execute every golden's notebook "
+                                     "under the smoke profile in fresh homes and save it with its outputs as "
+                                     "tests/golden/<name>.ipynb; review the diff.")
+    parser.add_argument("names", nargs="*", metavar="NAME", help=f"only these (default: all): {sorted(GOLDENS)}")
+    regenerate(parser.parse_args().names or None)
