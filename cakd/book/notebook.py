@@ -1,7 +1,6 @@
-"""What the notebooks call, written once: the first cell's checks of what papermill injected and of what the profile
-needs (GPU, data, weights: not for a run the registry already holds), which stop a notebook with one line that says
-what to do; what a run page prints for the regression tests; and the teachers page's measurements. The work itself is
-the training stack's; this module imports it where a page needs it."""
+"""What the notebooks call, written once: the first cell's checks of papermill's parameters and of what the profile
+needs (GPU, data, weights; not for a run the registry holds), which stop a notebook with one line that says what to do;
+what a run page prints for the regression tests; the teachers page's measurements (done by the training stack)."""
 from __future__ import annotations
 
 import dataclasses
@@ -37,9 +36,8 @@ def parameters(notebook: str, namespace: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_config(notebook: str, namespace: dict[str, Any]) -> RunConfig:
-    """The RunConfig of a run notebook from its parameters (`globals()` after papermill's injection). Refuses unknown
-    names ("did you mean 'teachers'?") and bad values, then, unless the registry holds the run, checks that the profile
-    can run here (GPU, data, teacher weights): a failure stops the notebook with one line, before any work."""
+    """A run notebook's RunConfig from its `globals()` after papermill's injection. Unknown names, bad values and,
+    unless the registry holds the run, what the profile lacks here (GPU, data, teacher weights) stop it in one line."""
     params = parameters(notebook, namespace)
     try:
         force = check_flag("force", params.pop("force"))
@@ -61,9 +59,8 @@ def progress(config: RunConfig) -> Callable[[dict[str, float]], None]:
 
 
 def printed_metrics(result: RunResult) -> dict[str, float]:
-    """What a run page prints of its training, and the golden tests compare within tolerance
-    (cakd.orchestration.goldens): every epoch's training loss and train, validation and test accuracy; the report's
-    number (test accuracy at the best validation epoch); the epochs run and the teachers' forward passes."""
+    """What a run page prints of its training, compared within tolerance by the golden tests (tests/goldens.py): every
+    epoch's printed_epoch, the report's number (test accuracy at the best validation epoch), epochs, teacher passes."""
     values = {name: value for record in result.history for name, value in printed_epoch(record).items()}
     m = result.metrics
     return {**values, "test_acc": m["test_acc"], "best_val_acc": m["best_val_acc"], "epochs": int(m["epochs"]),
@@ -137,9 +134,8 @@ def teacher_accuracy(config: RunConfig, teachers: list[Any]) -> dict[str, float]
 
 
 def method3_ties(config: RunConfig, teachers: list[Any]) -> dict[str, dict[str, float]]:
-    """For each teacher set of a Method 3 row made of the loaded `teachers`: how often its choice of teacher depends
-    on the teachers' order (cakd.training.probes.method3_ties), from their logit caches (built when missing); also
-    written to results/<profile>/ties.json for the reproduction notes."""
+    """Per teacher set of a Method 3 row among the loaded `teachers`: how often its choice depends on their order
+    (cakd.training.probes.method3_ties, on logit caches built when missing); also in results/<profile>/ties.json."""
     import torch
 
     from ..training.data import load_splits

@@ -1,10 +1,8 @@
-"""Every page of the book, made in one place: the run notebooks (generated from notebooks/run_template.ipynb), each
-notebook's papermill parameters, a page's execution, its stamp, title and profile banner, the placeholders of pages not
-run yet, and the table of contents. Torch-free: cakd.orchestration.reproduce hands `Page`s to Ray's task graph.
-
-A run notebook (one per method) is its own title and introduction followed by the template's cells; it exposes, as
-papermill parameters, every option its method reads (cakd.definitions.config.OPTIONS), plus `profile`, `seed` and
-`force`, with None meaning the profile's value, so no default is typed twice."""
+"""Every page of the book, made in one place (torch-free: cakd.orchestration.reproduce hands `Page`s to Ray): the run
+notebooks, one per method, each its own title and introduction then notebooks/run_template.ipynb's cells, with every
+option its method reads as a papermill parameter (None: the profile's value, so no default is typed twice) plus
+`profile`, `seed` and `force`; the other pages' parameters; a page's execution, stamp, title and profile banner; the
+placeholders of pages not run yet; the table of contents."""
 from __future__ import annotations
 
 import tempfile
@@ -33,8 +31,7 @@ PAGE_PARAMETERS: dict[str, dict[str, tuple[str, Any, str]]] = {
                     "teachers": ("list", None, "teacher names; None: every teacher the manifest uses"),
                     # the options that decide a teacher trained here (smoke), as the run notebooks have them
                     **{name: (o.type_name if o.optional else f"Optional[{o.type_name}]", None, o.doc)
-                       for name, o in OPTIONS.items()
-                       if o.scope == "teacher_training" or name in TEACHER_PAGE_OPTIONS},
+                       for name, o in OPTIONS.items() if o.scope == "teacher_training" or name in TEACHER_PAGE_OPTIONS},
                     "force": ("bool", False, "True: train the smoke teachers again")},
     RESULTS_PAGE: {"profile": ("str", "paper", "whose runs fill the page: paper (the authors' recipe), consistent "
                                               "(ours), smoke"),
@@ -84,15 +81,14 @@ def parameters_source(notebook: str) -> str:
 
 
 def _default_teachers(method: str) -> list[str]:
-    """A run notebook's default teachers: those of its first manifest row (the report's choice); for a
-    method no row uses, as many registered teachers as its loss takes."""
+    """Its first manifest row's teachers (the report's choice), else as many registered ones as its loss takes."""
     wanted = {"none": 0, "one": 1, "several": 2}[METHODS[method].teachers]
     return next((list(row.params["teachers"]) for row in manifest.all_rows()
                  if row.params["method"] == method and "teachers" in row.params), list(TEACHER_LABELS)[:wanted])
 
 
 def _profile_values(name: str) -> str:
-    """' (paper 0.01, smoke 0.003)' where the profiles differ on `name`, else ''."""
+    """' (paper 0.01, smoke 0.003)' where the profiles differ on `name`, else ' (default 0.01)'."""
     values = {p: getattr(profile_config(p, teachers=[], method="baseline"), name) for p in PROFILES}
     if len({repr(v) for v in values.values()}) == 1:
         return f" (default {next(iter(values.values()))!r})"
@@ -144,8 +140,7 @@ def write_notebooks(root: Path | None = None) -> list[str]:
 
 @dataclass(frozen=True)
 class Page:
-    """book/runs/<name>.ipynb: `notebooks/<notebook>.ipynb` executed with `parameters` under `profile`; a manifest
-    `row`'s page is titled by it."""
+    """book/runs/<name>.ipynb: `notebooks/<notebook>.ipynb` run with `parameters` under `profile`, titled by `row`."""
     name: str
     notebook: str
     parameters: dict[str, Any]
@@ -174,8 +169,7 @@ class Page:
 
 @dataclass(frozen=True)
 class Rendered:
-    """A page as its execution left it: the executed notebook as JSON (None when papermill produced none) and the
-    error's first line (None when it ran through)."""
+    """A page as executed: its notebook's JSON (None if papermill made none), the error's first line (None if none)."""
     page: Page
     stamp: dict[str, Any]
     executed: str | None
@@ -212,16 +206,14 @@ class Rendered:
 
 def execute(notebook: str | nbformat.NotebookNode, parameters: dict[str, Any], output: Path | None = None
             ) -> tuple[str | None, str | None]:
-    """papermill a notebook (`notebooks/<name>.ipynb`, or one given whole) with `parameters` on the standard
-    `python3` kernel; returns (the executed notebook as JSON, None) or, when it failed, (the notebook with its
-    traceback, or None, and 'Error: first line'). The kernel talks over local IPC sockets, not TCP."""
+    """papermill `notebooks/<notebook>.ipynb` (or a notebook given whole) with `parameters` on the `python3` kernel (IPC
+    sockets, not TCP): (the executed notebook's JSON, None), or (it with its traceback or None, 'Error: first line')."""
     import papermill
     from traitlets.config import Config
 
     source = paths.NOTEBOOKS / f"{notebook}.ipynb" if isinstance(notebook, str) else notebook
     with tempfile.TemporaryDirectory(prefix="cakd-page-") as folder:   # notebooks find files through cakd.paths
-        out = output or Path(folder) / "page.ipynb"
-        error = None
+        out, error = output or Path(folder) / "page.ipynb", None
         try:
             papermill.execute_notebook(source, str(out), parameters=parameters, cwd=folder, progress_bar=False,
                                        config=Config(KernelManager={"transport": "ipc"}))

@@ -1,19 +1,11 @@
-"""Benchmark: our training step against the authors' pipeline as they ran it, per Table 1 row, in one process on the
-same models and shapes; `check` adds what a GPU must confirm (graphed against eager training in fp16 and bf16, the
-fp16 overflow, two epochs of the heaviest row).
-
-Per row: ours (uint8 data on the device, batched resize, crop and flip, the row's teachers' logits from a cache, the
-profile's precision and channels_last; on CUDA the whole step one CUDA graph: fit's own TrainStep) against the
-authors' pipeline for the same row (a DataLoader of PIL images with their transforms, at their notebook's 2 workers and
-at 4; fp16 with a GradScaler; every teacher of the row online on its own transform, every step; `.item()` every step),
-or, where the teachers see the student's views (consistent profile), against the same row taught online. Each timed
-repeat runs `steps` steps under torch.utils.benchmark's Timer; a row's repeats are interleaved so background load hits
-its pipelines alike; images/s is the median. Once per run: the plain student step (what KD costs), the heaviest row's
-step eagerly (what the graph saves), each teacher's forward pass and the student's evaluation, from which
-cakd.reading.costs estimates the whole of Table 1."""
+"""Benchmark: per Table 1 row, our training step (fit's own TrainStep: data on the device, the teachers' logits from a
+cache, one CUDA graph on CUDA) against the authors' pipeline as they ran it (a DataLoader of PIL images at their 2
+workers and at 4, fp16 with a GradScaler, every teacher online, `.item()` every step), or, where the teachers see the
+student's views, against the row taught online. A row's repeats are interleaved under torch.utils.benchmark's Timer;
+images/s is their median. Once per run: the plain step, the heaviest row's step eagerly, each teacher's forward pass
+and the student's evaluation (cakd.reading.costs estimates Table 1 from them). `check` adds what a GPU must confirm."""
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import gc
 import logging
@@ -28,7 +20,8 @@ import warnings
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
+from unittest import mock
 
 import torch
 from torch import Tensor, nn
@@ -52,12 +45,11 @@ from ..training.views import apply_views, random_views
 WORKERS = (2, 4)        # the authors' DataLoader workers: their notebook's 2 (cells 36, 51), and 4 for comparison
 TIMER_WARMUP = 2        # untimed steps torch.utils.benchmark's Timer.timeit runs before its timed ones
 NUM_CLASSES = 100
-MEMORY_METHOD = {   # how a pipeline's peak memory is measured, by device type (the record says it)
-    "cuda": "what each pipeline adds to the GPU memory while it is built and warmed up: "
-            "torch.cuda.max_memory_allocated minus the memory allocated before (model, optimizer, caches, teachers, "
+MEMORY_METHOD = {   # how a pipeline's peak memory is measured while it is built and warmed up (the record says it)
+    "cuda": "torch.cuda.max_memory_allocated minus the memory allocated before (model, optimizer, caches, teachers, "
             "graph pool and peak activations; no CUDA context or allocator cache)",
-    "cpu": "growth of the process's peak RSS (getrusage ru_maxrss, which cannot be reset) while each pipeline is "
-           "built and warmed up: 0 when it stays below an earlier peak; DataLoader workers not included"}
+    "cpu": "growth of the process's peak RSS (getrusage ru_maxrss, which cannot be reset): 0 when it stays below an "
+           "earlier peak; DataLoader workers not included"}
 
 
 @dataclass
@@ -370,11 +362,13 @@ def two_epochs(profile: str, images: int, **overrides: Any) -> dict[str, Any]:
     """Two epochs of the heaviest row, through load_or_train (the cache build, the step, the evaluation), on generated
     data, in homes of its own; published teachers are replaced by randomly initialised ones of the same architecture,
     read from a local folder as published weights would be (a GPU machine may be offline)."""
+    from ..training.models import PRETRAINED_DIR_ENV
     from ..training.runs import load_or_train
 
     config = get_row(HEAVIEST).config(profile, **{**overrides, "dataset": "synthetic", "synthetic_size": images,
                                                   "epochs": 2, "patience": 0})
-    with tempfile.TemporaryDirectory(prefix="cakd-check-") as home, _environment(home):
+    with tempfile.TemporaryDirectory(prefix="cakd-check-") as home, mock.patch.dict(os.environ, {
+            paths.RESULTS_ENV: f"{home}/results", paths.CACHE_ENV: f"{home}/cache", PRETRAINED_DIR_ENV: home}):
         if config.teacher_weights == "public":
             for name, teacher in zip(config.teachers, _teachers(config)):
                 torch.save(teacher.net.state_dict(), Path(home) / f"{name}.pth")
@@ -382,21 +376,6 @@ def two_epochs(profile: str, images: int, **overrides: Any) -> dict[str, Any]:
     return {"row": HEAVIEST, "images": images, **{k: run.metrics[k] for k in ("epochs", "train_seconds", "device")},
             "seconds_per_epoch": run.metrics["train_seconds"] / run.metrics["epochs"],
             "cache_build_passes": run.metrics.get("cache_build_passes", 0), "losses": [h["loss"] for h in run.history]}
-
-
-@contextlib.contextmanager
-def _environment(home: str) -> Iterator[None]:
-    """The results, cache and pretrained homes pointed into `home` for the duration."""
-    from ..training.models import PRETRAINED_DIR_ENV
-
-    names = {paths.RESULTS_ENV: f"{home}/results", paths.CACHE_ENV: f"{home}/cache", PRETRAINED_DIR_ENV: home}
-    saved = {name: os.environ.get(name) for name in names}
-    os.environ.update(names)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            os.environ.pop(name) if value is None else os.environ.__setitem__(name, value)
 
 
 # ----------------------------------------------------------------------------- timing, memory, record

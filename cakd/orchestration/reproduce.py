@@ -1,12 +1,10 @@
 """`python -m cakd reproduce`: every manifest row and seed as Ray tasks, then the results page and the book.
 
-Each task waits for exactly what it reads (Ray object references): teachers trained here (smoke) -> teacher-logit caches
--> runs -> each row's page (its notebook, papermill); the caches -> the teachers page. A run waits for its own teachers'
-caches, each built once by its own task; finished work (a run in the registry, a page whose stamp of notebook,
-parameters and code is unchanged) makes no task. Progress shows through Ray's tqdm, fed by the training loop's per-epoch
-records. A task on a lost worker or node is retried (`max_retries`) and resumes from its last checkpoint; a failing task
-fails alone, and the summary says which and why. On a cluster (`address`), every node must see the same results and
-cache homes: that is checked first."""
+Each task waits for exactly what it reads: teachers trained here (smoke) -> teacher-logit caches, each built once ->
+runs -> each row's page; the caches -> the teachers page. Finished work (a run in the registry, a page whose stamp is
+unchanged) makes no task. A task on a lost worker or node is retried and resumes from its checkpoint; a failing task
+fails alone, and the summary says which and why. On a cluster, every node must see the same results and cache homes:
+that is checked first."""
 from __future__ import annotations
 
 import io
@@ -225,8 +223,7 @@ def _train_run(name: str, config: RunConfig, force: bool, bars: bool, *caches: s
 
 
 def _render(page: Page, source: nbformat.NotebookNode, stamp: dict[str, Any], *after: Any) -> Rendered:
-    """Task: a page, its notebook (`source`, read when the task was made, as its `stamp`) executed by papermill once
-    what it reads (`after`) is there."""
+    """Task: a page's notebook (`source`, read with its `stamp` when the task was made), once `after` is there."""
     return page.render(source, stamp)
 
 
@@ -238,8 +235,7 @@ def _saved(rendered: Rendered) -> Outcome:
 
 
 def _progress(desc: str, epochs: int, bars: bool) -> Callable[[dict[str, float]], None]:
-    """A task's progress, fed by the training loop's per-epoch records: Ray's bar on a terminal, else a line per
-    epoch, which Ray forwards to the driver's output (a batch job's log)."""
+    """A task's progress: Ray's bar on a terminal, else a line per epoch, which Ray forwards to the driver's log."""
     from ray.experimental.tqdm_ray import tqdm
 
     from ..training.progress import epoch_progress
@@ -251,8 +247,8 @@ def _progress(desc: str, epochs: int, bars: bool) -> Callable[[dict[str, float]]
 
 @contextmanager
 def ray_session(resources: Resources, gpu: bool) -> Iterator[str]:
-    """Ray started (or joined) for the tasks; yields where they run, in words. Every node must see this
-    driver's results and cache homes (one shared folder on every node): checked before any task."""
+    """Ray started (or joined) for the tasks; yields where they run, in words. Checks first that every node sees this
+    driver's results and cache homes."""
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")   # read when ray is imported: every run's epoch lines, not a sample
     if not sys.stdout.isatty():
         os.environ.setdefault("RAY_COLOR_PREFIX", "0")   # a log file gets the tasks' lines without colour codes
@@ -283,8 +279,8 @@ def ray_session(resources: Resources, gpu: bool) -> Iterator[str]:
 
 
 def check_shared_homes() -> list[str]:
-    """Every alive node reads a token this driver wrote into the results and the cache home; a node that cannot
-    is one ValueError naming it and the path. Returns the nodes' addresses."""
+    """Every alive node reads a token this driver wrote into the results and the cache home, or a ValueError names it
+    and the path; returns the nodes' addresses."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -337,8 +333,8 @@ def _check_address(address: str) -> None:
 # ----------------------------------------------------------------------------- the rest of the book
 
 def _bench(profile: Profile, force: bool, log: Log) -> list[str]:
-    """The Performance page's numbers: `python -m cakd bench` when this profile has none yet (or with --force).
-    A profile of full-size models is timed only on a GPU: on a CPU it is left to the user."""
+    """The Performance page's numbers: `python -m cakd bench` when this profile has none yet (or with --force), on a
+    GPU for a profile of full-size models."""
     import torch
 
     out = paths.results_home() / profile.name / "bench.json"
@@ -362,8 +358,8 @@ def _bench(profile: Profile, force: bool, log: Log) -> list[str]:
 
 
 def build_book() -> int:
-    """`jupyter-book build .` at the repository root; returns its exit code. Without a terminal, its Sphinx output
-    comes without colour codes, as `sphinx-build`'s does (Jupyter Book does not switch them off itself)."""
+    """`jupyter-book build .` at the repository root; its exit code. Without a terminal, Sphinx's output comes without
+    colour codes, as `sphinx-build`'s does (Jupyter Book does not switch them off)."""
     plain = "" if sys.stdout.isatty() else "from sphinx.util.console import nocolor; nocolor(); "
     command = [sys.executable, "-c", f"{plain}from jupyter_book.cli.main import main; main()", "build", "."]
     return subprocess.run(command, cwd=paths.ROOT).returncode

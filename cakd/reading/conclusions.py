@@ -1,8 +1,6 @@
-"""The report's conclusions, each checked against our runs beyond their seed-to-seed spread.
-
-A conclusion is data: the report's claim and the Table 1 comparisons it rests on, each a pair (row expected higher, row
-expected lower). The report compares single runs; its authors' own re-run moved rows by up to 3.55 points, so a
-difference only counts when it exceeds SPREAD_FACTOR standard errors of our mean difference."""
+"""The report's conclusions, checked against our runs beyond their seed-to-seed spread: each is the report's claim and
+the Table 1 pairs it rests on (row expected higher, row expected lower). The report compares single runs, and its
+authors' re-run moved rows by up to 3.55 points: our difference counts only beyond SPREAD_FACTOR standard errors."""
 from __future__ import annotations
 
 import math
@@ -41,9 +39,8 @@ CONCLUSIONS: tuple[Conclusion, ...] = (
 
 
 def judge_pair(higher: Sequence[float], lower: Sequence[float]) -> tuple[float, float, str]:
-    """Our difference mean(higher) - mean(lower), SPREAD_FACTOR standard errors of it, and the verdict. The standard
-    error is Welch's, sqrt(s_h^2/n_h + s_l^2/n_l); with fewer than MIN_SEEDS runs on either side the verdict is 'not
-    enough runs' (the difference is still given when both sides have a run)."""
+    """mean(higher) - mean(lower), SPREAD_FACTOR Welch standard errors sqrt(s_h^2/n_h + s_l^2/n_l) of it, the verdict:
+    'not enough runs' below MIN_SEEDS runs on either side (the difference is still given when both sides have one)."""
     diff = statistics.fmean(higher) - statistics.fmean(lower) if higher and lower else math.nan
     if len(higher) < MIN_SEEDS or len(lower) < MIN_SEEDS:
         return diff, math.nan, "not enough runs"
@@ -54,10 +51,9 @@ def judge_pair(higher: Sequence[float], lower: Sequence[float]) -> tuple[float, 
 
 
 def judge(accuracies: Mapping[str, Sequence[float]], conclusions: Sequence[Conclusion] = CONCLUSIONS) -> pd.DataFrame:
-    """One row per conclusion from per-row accuracies (row id -> one accuracy per seed; absent = no run). A conclusion
-    is contradicted when any pair goes the other way beyond the spread, supported when every pair goes its way beyond
-    it, 'not enough runs' when a pair lacks seeds, and 'within spread' otherwise. The pair shown is the decisive one:
-    the contradicting pair, or else the one with the smallest margin."""
+    """A row per conclusion from per-row accuracies (row id -> an accuracy per seed; absent: no run): contradicted when
+    any pair goes the other way beyond the spread, supported when all go its way beyond it, 'not enough runs' when a
+    pair lacks seeds, else 'within spread'. Shown: the decisive pair (one that contradicts, else the least margin)."""
     records = []
     for conclusion in conclusions:
         judged = []
@@ -81,7 +77,6 @@ def judge(accuracies: Mapping[str, Sequence[float]], conclusions: Sequence[Concl
 
 def check_conclusions(profile: str, seeds: int | None = None) -> pd.DataFrame:
     """judge() on the finished runs of `profile` (seeds 0..seeds-1, or every seed in the registry)."""
-    get_profile(profile)
     ids = {row_id for c in CONCLUSIONS for pair in c.pairs for row_id in pair}
     return judge({row_id: [r.accuracy for r in row_results(manifest.get_row(row_id), profile, seeds)]
                   for row_id in sorted(ids)})
@@ -95,7 +90,6 @@ def conclusions_table(profile: str, seeds: int | None = None, table: pd.DataFram
                           ("Difference (points)", "ours (mean)"): table["ours"],
                           ("Difference (points)", f"+- {SPREAD_FACTOR:g} SE"): table["spread"],
                           ("", "seeds"): table["seeds"], ("", "verdict"): table["verdict"]})
-    frame.columns = pd.MultiIndex.from_tuples(frame.columns)
     notes = [f"Verdict: supported when our difference exceeds {SPREAD_FACTOR:g} standard errors of the mean "
              f"difference (Welch), contradicted when it is that far the other way, within spread otherwise; "
              f"a row with fewer than {MIN_SEEDS} seeds gives 'not enough runs'. Of several pairs the decisive one "

@@ -1,10 +1,7 @@
-"""What a benchmark file says, for the book's Performance page: the measured rates per Table 1 row, ours against the
-authors' pipeline, and the cost of the whole of Table 1 estimated from them (every manifest run and the teacher-logit
-caches, ours and the authors' pipeline at their 2 workers).
-
-Measured and estimated numbers are kept apart: `measured_tables` are timings; `estimate_table1` is arithmetic on them,
-and only for a profile comparable with the report (a smoke benchmark times tiny stand-in models, so no hours are
-derived from it). A file of the first format (schema 2) timed one row, the heaviest: it reads as that row alone."""
+"""What a benchmark file says, for the book's Performance page. `measured_tables` are its timings: the rates per Table 1
+row, ours against the authors' pipeline. `estimate_table1` is arithmetic on them, kept apart: the cost of every manifest
+run and of the teacher-logit caches, made only for a profile comparable with the report (a smoke benchmark times tiny
+stand-in models). A file of the first format (schema 2) timed one row, the heaviest: it reads as that row alone."""
 from __future__ import annotations
 
 from typing import Any
@@ -26,24 +23,21 @@ def row_rates(record: dict[str, Any]) -> dict[str, dict[str, float]]:
     """Per timed Table 1 row: images/s of each pipeline timed for it (ours, authors_2, authors_4, online)."""
     if record.get("schema", 2) >= 3:
         return {rid: {n: p["images_per_s"] for n, p in r["pipelines"].items()} for rid, r in record["rows"].items()}
-    p = record["pipelines"]
-    return {BENCH_REFERENCE: {"ours": p["kd_cached"]["images_per_s"], **(
-        {f"authors_{record['settings']['loader_workers']}": p["authors"]["images_per_s"]} if "authors" in p else {}),
-        **({"online": p["kd_online"]["images_per_s"]} if "kd_online" in p else {})}}
+    p, workers = record["pipelines"], record["settings"]["loader_workers"]
+    names = {"kd_cached": "ours", "authors": f"authors_{workers}", "kd_online": "online"}
+    return {BENCH_REFERENCE: {new: p[old]["images_per_s"] for old, new in names.items() if old in p}}
 
 
 def reference(record: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """The reference pipelines: the plain student step, the heaviest row's KD step, and that step eagerly."""
     if record.get("schema", 2) >= 3:
         return record["reference"]["pipelines"]
-    p = record["pipelines"]
-    return {name: p[old] for name, old in (("plain", "plain"), ("kd", "kd_cached"), ("kd_eager", "kd_cached_eager"))
-            if old in p}
+    p, names = record["pipelines"], {"plain": "plain", "kd_cached": "kd", "kd_cached_eager": "kd_eager"}
+    return {new: p[old] for old, new in names.items() if old in p}
 
 
 def spread(seconds: list[float], gpus: int) -> float:
-    """Wall time of independent runs on `gpus` GPUs, one run each at a time, the longest first (what the
-    Ray scheduler does when every run is submitted at once)."""
+    """Wall time of runs on `gpus` GPUs, one each at a time, longest first (Ray's order when all start at once)."""
     loads = [0.0] * gpus
     for s in sorted(seconds, reverse=True):
         loads[loads.index(min(loads))] += s
@@ -51,31 +45,28 @@ def spread(seconds: list[float], gpus: int) -> float:
 
 
 def timed_row(row: Row) -> Row:
-    """The Table 1 row whose timing stands for `row`: itself, or the row of the same method and teachers (a figure
-    point differs in alpha or tau, which cost nothing)."""
+    """The Table 1 row timed for `row`: itself, or its method and teachers' (a figure point's alpha or tau is free)."""
     return next(r for r in ROWS if r.params["method"] == row.params["method"]
                 and r.params.get("teachers") == row.params.get("teachers"))
 
 
 def estimate_table1(record: dict[str, Any]) -> dict[str, Any]:
-    """Seconds to train every manifest run of the record's profile and to build the teacher-logit caches it reads:
-    each run its config's epochs (the maximum: early stopping can end it sooner) over TRAIN_IMAGES with EVAL_IMAGES
-    evaluated after each, at its row's measured rate (a row not timed takes the heaviest row's rate, the plain step's
-    without teachers: `assumed` names them); the same runs in the authors' pipeline at 2 workers where it was timed."""
-    profile = record["profile"]
-    get_profile(profile)
+    """Seconds to train every manifest run of the record's profile and to build the teacher-logit caches it reads: each
+    run its config's epochs (the maximum: early stopping can end it sooner) over TRAIN_IMAGES, EVAL_IMAGES evaluated
+    after each, at its row's measured rate (untimed rows, named in `assumed`, take the heaviest row's rate, or the plain
+    step's without teachers); the same runs in the authors' pipeline at 2 workers where it was timed."""
+    profile = get_profile(record["profile"]).name
     rates, plain = row_rates(record), reference(record)["plain"]["images_per_s"]
     eval_rate, teacher_rates = record["student_eval"]["images_per_s"], record["teacher_forward"]
     runs, authors, assumed = {}, {}, []
     for row in all_rows():
-        timed, config = timed_row(row), row.config(profile)
-        rate = rates.get(timed.id, {}).get("ours")
-        if rate is None:
+        timed, config = rates.get(timed_row(row).id, {}), row.config(profile)
+        if (rate := timed.get("ours")) is None:
             assumed.append(row.id)
             rate = rates[BENCH_REFERENCE]["ours"] if config.teachers else plain
         runs[row.id] = config.epochs * (TRAIN_IMAGES / rate + EVAL_IMAGES / eval_rate)
-        if "authors_2" in rates.get(timed.id, {}):
-            authors[row.id] = config.epochs * TRAIN_IMAGES / rates[timed.id]["authors_2"]
+        if "authors_2" in timed:
+            authors[row.id] = config.epochs * TRAIN_IMAGES / timed["authors_2"]
     configs = [row.config(profile) for row in all_rows() if row.params.get("teachers")]
     # logits cached per training image: one when the teachers see the clean image (the authors' recipe), every
     # student view when they see the student's own (consistent teaching: 9 x 9 offsets x 2 flips = 162)
@@ -114,23 +105,21 @@ def measured_tables(record: dict[str, Any]) -> list[HtmlTable]:
         {"row": get_row(rid).label, **{f"{label(n)} (img/s)": r.get(n) for n in columns},
          **{f"ours / {label(n)}": r["ours"] / r[n] if n in r else None for n in columns if n != "ours"}}
         for rid, r in rates.items()])
-    ref = reference(record)
+    ref = {name: pipeline["images_per_s"] for name, pipeline in reference(record).items()}
     ratios = {"KD/plain": ("kd", "plain"), "graphed/eager": ("kd", "kd_eager")}
     targets = get_profile(record["profile"]).bench_targets
     refs = pd.DataFrame.from_records([
-        {"ratio": f"{name} ({get_row(BENCH_REFERENCE).label})",
-         "value": ref[a]["images_per_s"] / ref[b]["images_per_s"], "target": f">= {targets[name]:g}" if name in targets
-         else ""}
+        {"ratio": f"{name} ({get_row(BENCH_REFERENCE).label})", "value": ref[a] / ref[b],
+         "target": f">= {targets[name]:g}" if name in targets else ""}
         for name, (a, b) in ratios.items() if a in ref and b in ref])
     teachers = pd.DataFrame.from_records([{"teacher (cache-build step)": n, "images/s": t["images_per_s"]}
                                           for n, t in record["teacher_forward"].items()])
-    per_row_targets = {n: t for n, t in targets.items() if n.startswith("ours/")}
     rate = "{:,.1f}".format
     return [render_table(frame, caption=caption, formats={c: rate if "img/s" in c else "{:.2f}x" for c in frame.columns
                                                           if c != "row"},
                          notes=[f"Peak memory: {record['memory_method']}.", *(
                              f"Target, reported and never asserted: {n} >= {t:g} on every row."
-                             for n, t in per_row_targets.items())]),
+                             for n, t in targets.items() if n.startswith("ours/"))]),
             render_table(refs, caption="Measured: the KD step against the plain student step, and the graphed step "
                                        "against the same step run eagerly.", formats={"value": "{:.2f}x"}),
             render_table(teachers, caption="Measured: one teacher's forward pass at the cache build's batch size.",
@@ -139,8 +128,7 @@ def measured_tables(record: dict[str, Any]) -> list[HtmlTable]:
 
 def estimate_table(record: dict[str, Any]) -> HtmlTable | None:
     """The whole-Table-1 estimate from `record`'s rates as a table, or None when estimate_basis says none."""
-    basis = estimate_basis(record)
-    if basis is None:
+    if (basis := estimate_basis(record)) is None:
         return None
     e = estimate_table1(record)
     views = "the un-augmented image" if e["views_per_image"] == 1 else f"{e['views_per_image']} views each"

@@ -1,7 +1,5 @@
-"""The book's figures: the report's Figures 2-4 redrawn from finished runs, and one run's history.
-
-Figures are built with matplotlib's object API (`Figure`, rendered by Agg): no pyplot state, nothing shown by accident,
-safe in scripts and kernels alike. Each is saved as PNG and SVG under `paths.figures_dir`."""
+"""The book's figures: the report's Figures 2-4 from finished runs, the teachers trained here and one run's history,
+drawn on matplotlib `Figure`s (no pyplot state: nothing shown by accident), saved as PNG and SVG in `figures_dir`."""
 from __future__ import annotations
 
 import textwrap
@@ -25,8 +23,7 @@ from .report import figure_series
 
 @dataclass(frozen=True)
 class Plot:
-    """A saved figure, and the points it draws as CSV. Notebooks display it from the PNG file (no dependence on
-    matplotlib's backend)."""
+    """A saved figure and the points it draws as CSV; notebooks show it from the PNG (whatever matplotlib's backend)."""
     figure: Figure
     png: Path
     svg: Path
@@ -42,15 +39,12 @@ class Plot:
 def plot_history(result: RunResult, name: str | None = None) -> Plot:
     """One run per epoch: val/test accuracy, loss terms, and alpha / teacher weights / choice when logged."""
     frame = pd.DataFrame(result.history)
-    panels: list[tuple[str, dict[str, str]]] = [
-        ("accuracy (%)", {"val_acc": "validation", "test_acc": "test"}),
-        ("loss", {"loss": "total", "ce": "CE", "kd": "KD (KL)"}),
-        ("alpha", {"alpha": "alpha"}),
-        ("teacher weight", _teacher_columns(frame, "teacher_weights")),
-        ("teacher chosen (fraction)", _teacher_columns(frame, "teacher_choice")),
-    ]
-    panels = [(title, {c: l for c, l in cols.items() if c in frame}) for title, cols in panels]
-    panels = [(title, cols) for title, cols in panels if cols]
+    panels = [("accuracy (%)", {"val_acc": "validation", "test_acc": "test"}),
+              ("loss", {"loss": "total", "ce": "CE", "kd": "KD (KL)"}), ("alpha", {"alpha": "alpha"}),
+              ("teacher weight", _teacher_columns(frame, "teacher_weights")),
+              ("teacher chosen (fraction)", _teacher_columns(frame, "teacher_choice"))]
+    panels = [(title, logged) for title, columns in panels   # the panels and series this run logged
+              if (logged := {c: label for c, label in columns.items() if c in frame})]
     with _style():
         fig = Figure(figsize=(3.6 * len(panels), 3.2), layout="constrained")
         for ax, (title, columns) in zip(fig.subplots(1, len(panels), squeeze=False)[0], panels):
@@ -59,7 +53,7 @@ def plot_history(result: RunResult, name: str | None = None) -> Plot:
             long["series"] = long["series"].map(columns)
             _seaborn().lineplot(long, x="epoch", y="value", hue="series", marker="o", ax=ax)
             ax.set(title=title, ylabel="", xlabel="epoch")
-            _integer_epochs(ax)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             _legend(ax, len(columns))
         config = result.config
         _heading(fig, f"{config.loss.title}: run {config.run_id} (profile {config.profile}, seed {config.seed})",
@@ -88,8 +82,7 @@ def figure2(profile: str, seeds: int | None = None, name: str = "fig2_single_tea
                 _curve(ax, runs, f"α {row.params['alpha']:g}", color=colours[row.params["alpha"]],
                        linewidth=3.0 if row.table1 else 1.4)
             table1 = [row.params["alpha"] for row, _ in entries if row.table1]
-            ax.set(title=TEACHER_LABELS[teacher] + (f" (Table 1: α {table1[0]:g})" if table1 else ""), xlabel="epoch")
-        axes[0].set_ylabel("validation accuracy (%)")
+            ax.set_title(TEACHER_LABELS[teacher] + (f" (Table 1: α {table1[0]:g})" if table1 else ""))
         legend = [Line2D([], [], color="0.45", linestyle="--", label="baseline (no teacher)"),
                   *(Line2D([], [], color=colours[a], label=f"α {a:g}") for a in alphas),
                   Line2D([], [], color="0.2", linewidth=3.0, label="thick: the Table 1 row")]
@@ -107,15 +100,13 @@ def figure3(profile: str, seeds: int | None = None, name: str = "fig3_multi_teac
         ax = fig.subplots()
         for (row, runs), colour in zip(series, _seaborn().color_palette("tab10", len(series))):
             _curve(ax, runs, row.label, color=colour, linestyle=":" if row.params.get("use_ce") is False else "-")
-        ax.set(xlabel="epoch", ylabel="validation accuracy (%)")
         _finish(fig, [ax], series, profile, "Figure 3: multi-teacher methods (Table 1 rows)",
                 describe=lambda row: row.label)
         return save(fig, profile, name, series)
 
 
 def figure4(profile: str, seeds: int | None = None, name: str = "fig4_temperature") -> Plot:
-    """Report Figure 4: validation accuracy per epoch of Method 3 (D, R) at each temperature; the report's
-    tau 4, 8, 16 solid, our extra tau 1 and 2 dashed and labelled '(ours)'."""
+    """Report Figure 4: validation accuracy per epoch of Method 3 (D, R) by temperature; our extra tau 1, 2 dashed."""
     series = sorted(figure_series(profile, "fig4", seeds), key=lambda e: e[0].params["temperature"])
     with _style():
         fig = Figure(figsize=(9.5, 5.2), layout="constrained")
@@ -123,7 +114,6 @@ def figure4(profile: str, seeds: int | None = None, name: str = "fig4_temperatur
         for (row, runs), colour in zip(series, _seaborn().color_palette("rocket_r", len(series) + 1)[1:]):
             _curve(ax, runs, f"τ {row.params['temperature']:g}" + (" (ours)" if row.ours else ""),
                    color=colour, linestyle="--" if row.ours else "-")
-        ax.set(xlabel="epoch", ylabel="validation accuracy (%)")
         _finish(fig, [ax], series, profile, "Figure 4: Method 3 (DenseNet-121, ResNet-50) by temperature τ",
                 describe=lambda row: f"τ {row.params['temperature']:g}")
         return save(fig, profile, name, series)
@@ -140,7 +130,7 @@ def plot_teachers(histories: dict[str, History], profile: str, *, name: str = "t
         ax = fig.subplots()
         _seaborn().lineplot(frame, x="epoch", y="val_acc", hue="teacher", marker="o", ax=ax)
         ax.set(xlabel="epoch", ylabel="validation accuracy (%)")
-        _integer_epochs(ax)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         _legend(ax, len(histories), keep_single=True)
         _heading(fig, "Teachers trained here", profile)
         return save(fig, profile, name)
@@ -151,17 +141,15 @@ def save(fig: Figure, profile: str, name: str, series: Sequence[tuple[Any, Seque
     figure of manifest entries, the points it draws: every run's validation accuracy per epoch, as <name>.csv."""
     folder = paths.figures_dir(profile)
     folder.mkdir(parents=True, exist_ok=True)
-    png, svg = paths.inside(folder, f"{name}.png", "name"), paths.inside(folder, f"{name}.svg", "name")
+    png, svg, csv = (paths.inside(folder, f"{name}.{suffix}", "name") for suffix in ("png", "svg", "csv"))
     fig.savefig(png, dpi=150, metadata={"Software": None})
     fig.savefig(svg, metadata={"Date": None})
-    csv = None
     if series:
         points = pd.DataFrame([{"row": row.id, "label": row.label, "seed": run.config.seed, "epoch": int(h["epoch"]),
                                 "val_acc": h["val_acc"]} for row, runs in series for run in runs for h in run.history],
                               columns=["row", "label", "seed", "epoch", "val_acc"])
-        csv = paths.inside(folder, f"{name}.csv", "name")
         files.write_text(csv, points.to_csv(index=False))
-    return Plot(fig, png, svg, csv)
+    return Plot(fig, png, svg, csv if series else None)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -177,16 +165,11 @@ def _seaborn():
 def _style():
     """seaborn's whitegrid look for the figures drawn inside, without changing the caller's settings."""
     # svg.fonttype none: text stays text in the SVG (searchable, readable by screen readers and tests)
-    look = _seaborn().axes_style("whitegrid")
-    return matplotlib.rc_context({**look, "svg.hashsalt": "cakd", "svg.fonttype": "none"})
+    return matplotlib.rc_context({**_seaborn().axes_style("whitegrid"), "svg.hashsalt": "cakd", "svg.fonttype": "none"})
 
 
 def _teacher_columns(frame: pd.DataFrame, stem: str) -> dict[str, str]:
     return {c: TEACHER_LABELS[c.split(".", 1)[1]] for c in frame.columns if c.startswith(stem + ".")}
-
-
-def _integer_epochs(ax: Axes) -> None:
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def _legend(ax: Axes, entries: int, keep_single: bool = False) -> None:
@@ -223,9 +206,11 @@ def _heading(fig: Figure, title: str, profile: str) -> None:
 
 def _finish(fig: Figure, axes: Sequence[Axes], series: Sequence[tuple[Any, Sequence[Any]]], profile: str,
             title: str, describe: Callable[[Any], str], legend: Sequence[Line2D] | None = None) -> None:
-    """Integer epochs, title, profile label (any profile but the authors' recipe), one legend, the runs not made yet."""
+    """Axis labels, integer epochs, title, profile label (but for the authors' recipe), one legend, rows not run."""
     for ax in axes:
-        _integer_epochs(ax)
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes[0].set_ylabel("validation accuracy (%)")
     _heading(fig, title, profile)
     if handles := (list(legend) if legend is not None else axes[0].get_legend_handles_labels()[0]):
         # under the axes, as many entries a row as fit: clear of the title and the profile's label

@@ -1,7 +1,6 @@
-"""A run's resolved recipe in words: what it does (student, inputs, teachers, optimizer, schedule, stopping, loss), and
-each option it reads with its value and where that value comes from: the report, the authors' code (with its cell),
-a choice between sources, our profile, or this run's own parameters. `python -m cakd config` prints it; the run pages
-show the options as a table."""
+"""A run's resolved recipe in words (`python -m cakd config`): what it does (student, inputs, teachers, optimizer,
+schedule, stopping, loss), then each option it reads with its value and source (the run pages' table): the report, the
+authors' code (with its cell), a choice between sources, our profile, or this run's own parameters."""
 from __future__ import annotations
 
 import pandas as pd
@@ -57,9 +56,8 @@ def option_sources(config: RunConfig) -> pd.DataFrame:
     shown = [name for name in OPTIONS if config.reads(name) and name not in ("profile", "method")
              and (config.dataset == "synthetic" or not name.startswith("synthetic_"))
              and (name != "data_dir" or config.data_dir is not None)]
-    return pd.DataFrame.from_records([{"option": name, "value": str(getattr(config, name)),
-                                       "source": source(config, name, row)} for name in shown],
-                                     columns=["option", "value", "source"])
+    return pd.DataFrame({"option": shown, "value": [str(getattr(config, name)) for name in shown],
+                         "source": [source(config, name, row) for name in shown]})
 
 
 def recipe_table(config: RunConfig) -> HtmlTable:

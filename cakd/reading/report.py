@@ -28,6 +28,7 @@ RESEED_COMMAND = "python -m cakd reproduce --profile {profile} --seeds N"
 
 def row_results(row: Row, profile: str, seeds: int | None = None) -> list[RunResult]:
     """The finished runs of `row` in the registry: seeds 0..seeds-1, or (seeds=None) every seed it has."""
+    get_profile(profile)   # an unknown profile is an error, not an empty registry
     if seeds is not None and not cfg.is_count(seeds, 1):
         raise ValueError(f"seeds={seeds!r} must be an integer >= 1 (seeds 0..seeds-1 are read) or None "
                          "(every seed in the registry)")
@@ -36,10 +37,9 @@ def row_results(row: Row, profile: str, seeds: int | None = None) -> list[RunRes
 
 
 def results_table(profile: str, seeds: int | None = None) -> pd.DataFrame:
-    """Table 1 regenerated: one row per manifest Table 1 row. Columns: id, label, report (the report's Table 1), authors
-    (their re-run, authors.RERUN_SOURCE), mean, std (sample sd over seeds, NaN below two), n (seeds found), difference
-    (mean - report; NaN for a profile that is not comparable with the report, such as smoke), then 'seed N': each
-    seed's accuracy. A missing run lowers n: nothing is invented."""
+    """Table 1 regenerated, a row per manifest Table 1 row: id, label, report, authors (their re-run), mean, std (sample
+    sd over seeds, NaN below two), n (seeds found: a missing run lowers n, nothing is invented), difference (mean -
+    report; NaN for a profile not comparable with the report, such as smoke), then each seed's accuracy ('seed N')."""
     note = get_profile(profile)
     records = []
     for row in manifest.ROWS:
@@ -76,7 +76,6 @@ def table1(profile: str, seeds: int | None = None, table: pd.DataFrame | None = 
         ("", "Table 1 row"): table["label"], ("Reference", "report"): table["report"],
         ("Reference", "authors' re-run *"): table["authors"], ("Ours", "mean"): table["mean"],
         ("Ours", "std"): table["std"], ("Ours", "n"): table["n"], ("Difference", "ours - report"): table["difference"]})
-    frame.columns = pd.MultiIndex.from_tuples(frame.columns)
     counts = sorted(set(table["n"]))
     seed_text = ("no finished run yet" if counts == [0] else f"{counts[0]} seed{'s' * (counts[0] > 1)} per row"
                  if len(counts) == 1 else f"{counts[0]} to {counts[-1]} seeds per row")
@@ -99,12 +98,10 @@ def table1(profile: str, seeds: int | None = None, table: pd.DataFrame | None = 
 def seeds_summary(table: pd.DataFrame, profile: str) -> str:
     """Markdown: how many seeds each Table 1 row has in `profile`, and the command that adds seeds."""
     get_profile(profile)
-    groups: dict[int, list[str]] = {}
-    for row_id, n in zip(table["id"], table["n"]):
-        groups.setdefault(int(n), []).append(row_id)
+    groups = table.groupby(table["n"].astype(int))["id"].agg(list).sort_index(ascending=False)
     parts = [f"{'no run' if n == 0 else f'{n} seed' + ('s' if n > 1 else '')}: {len(ids)} row"
              f"{'s' if len(ids) > 1 else ''} ({', '.join(f'`{i}`' for i in ids)})"
-             for n, ids in sorted(groups.items(), reverse=True)]
+             for n, ids in groups.items()]
     return (f"Seeds per Table 1 row in the `{profile}` profile: " + "; ".join(parts) + ". Seeds 0..N-1 of every "
             f"row (finished runs are reused, so only the new seeds train): `{RESEED_COMMAND.format(profile=profile)}`.")
 
@@ -123,15 +120,13 @@ def figure2_note() -> str:
 
 def figure_series(profile: str, figure: str, seeds: int | None = None) -> list[tuple[Row, list[RunResult]]]:
     """The manifest entries drawn in `figure` ('fig2', 'fig3', 'fig4') with their finished runs."""
-    get_profile(profile)
     return [(row, row_results(row, profile, seeds)) for row in manifest.figure_rows(figure)]
 
 
 # ----------------------------------------------------------------------------- reproduction notes
 
 def options_table() -> pd.DataFrame:
-    """Every option (config.OPTIONS): origin, readers, default, choices, what it does (each profile's value where
-    they differ: profiles_table)."""
+    """Every option (config.OPTIONS): origin, readers, default, choices, what it does (per profile: profiles_table)."""
     return pd.DataFrame.from_records([
         {"option": o.name, "origin": o.origin, "read by": o.read_by(), "default": str(o.default),
          "choices": ", ".join(str(c) for c in o.choices) if o.choices else "", "what it does": o.doc}
@@ -190,7 +185,7 @@ BOOK_TABLES = {   # name -> (DataFrame function, code columns, wide columns); th
 BOOK_TEXTS = {   # name -> the text the {cakd-text} directive puts on a page (markdown), from its one source
     "authors-code": authors_code_text,
     "baseline-note": lambda: manifest.get_row("baseline").note,
-    "paper-formulas": lambda: paper_formulas_note(),
+    "paper-formulas": paper_formulas_note,
     "rerun-hours": lambda: f"The authors' README gives {authors.RERUN_HOURS}.",
 }
 

@@ -1,7 +1,6 @@
-"""The book's one table renderer: a DataFrame through pandas' Styler to HTML (Table 1, the conclusions, the reproduction
-notes' tables, the benchmark's), and through `DataFrame.to_string` to text for terminals and the golden prints. Numbers
-are right-aligned with fixed decimals; a two-level column index becomes grouped headers; the index is never shown. The
-look is `book/_static/cakd.css`."""
+"""The book's one table renderer: a DataFrame through pandas' Styler to HTML (look: `book/_static/cakd.css`) and through
+`DataFrame.to_string` to text for terminals and the golden prints. Numbers are right-aligned with fixed decimals, a
+two-level column index becomes grouped headers, and the index is never shown."""
 from __future__ import annotations
 
 import html
@@ -58,8 +57,7 @@ def render_table(frame: pd.DataFrame, *, caption: str = "", formats: Mapping[Any
                            index=frame.index)
     styler = (escaped.style.hide(axis="index").set_td_classes(classes)
               .set_table_attributes(f'class="{" ".join(filter(None, ["cakd-table", css_class]))}"')
-              .set_caption(html.escape(caption)))
-    styler.set_uuid(digest(caption, cells.to_json())[:8])
+              .set_caption(html.escape(caption)).set_uuid(digest(caption, cells.to_json())[:8]))
     notes_html = "".join("<p>" + re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(n)) + "</p>" for n in notes)
     table = styler.to_html(cell_ids=False).replace('<style type="text/css">\n</style>\n', "")   # no styles: css
     page = (f'<div class="cakd-table-wrap">{table}'

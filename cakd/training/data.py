@@ -73,8 +73,7 @@ def stratified_split(labels: np.ndarray, val_size: int = VAL_SIZE) -> tuple[np.n
     from sklearn.model_selection import StratifiedShuffleSplit
 
     splitter = StratifiedShuffleSplit(n_splits=1, test_size=val_size, random_state=SPLIT_SEED)
-    train_idx, val_idx = next(splitter.split(np.zeros(len(labels)), labels))
-    return train_idx, val_idx
+    return next(splitter.split(np.zeros(len(labels)), labels))
 
 
 # ----------------------------------------------------------------------------- datasets

@@ -1,13 +1,9 @@
-"""The training step as one CUDA graph: augmentation, forward, loss, backward, the gradient scaler and AdamW captured
-once, then replayed for every batch, so a step costs one launch and no Python (cakd.training.train.TrainStep makes one
-per run).
-
-The graph reads its batch from static index buffers and adds its per-step sums into static accumulators: the per-epoch
-sums need no host sync. AdamW must be capturable with its learning rate in a device tensor, which CosineAnnealingLR
-fills in place once per epoch (`make_capturable`). fp16's GradScaler stays on the device with the fused AdamW the loop
-builds: its inf check, the skipped step (inside the fused kernel) and the scale update are device operations, so they
-are captured and replayed like the rest. The first WARMUP_STEPS steps run eagerly (real steps of the epoch, not extra
-ones), so a graphed run trains on exactly the batches an eager run does."""
+"""The training step as one CUDA graph (augmentation, forward, loss, backward, gradient scaler, AdamW) captured once,
+replayed for every batch: a step costs one launch and no Python. The graph reads its batch from static index buffers and
+adds its sums into static accumulators, so the per-epoch sums need no host sync. AdamW runs capturable, its learning
+rate a device tensor that CosineAnnealingLR fills in place each epoch. fp16's GradScaler stays on the device with the
+fused AdamW (the inf check, the skipped step, the scale update), so it is captured too. The first WARMUP_STEPS steps are
+real steps of the epoch, run eagerly, so a graphed run trains on exactly the batches an eager run does."""
 from __future__ import annotations
 
 import warnings
@@ -30,25 +26,19 @@ def graph_blocker(device: torch.device, compile: bool, teachers: Any = None) -> 
     return None if teachers is None else teachers.graph_blocker()
 
 
-def make_capturable(optimizer: torch.optim.Optimizer) -> None:
-    """Let `optimizer` run inside a graph: capturable=True, and each group's lr a device tensor (a float would be
-    frozen into the graph; LR schedulers fill a tensor lr in place, so the graph sees each epoch's value)."""
-    for group in optimizer.param_groups:
-        device = group["params"][0].device
-        group["capturable"] = True
-        if not isinstance(group["lr"], Tensor):
-            group["lr"] = torch.tensor(float(group["lr"]), dtype=torch.float32, device=device)
-        elif group["lr"].device != device:    # e.g. a checkpoint loaded with another map_location
-            group["lr"] = group["lr"].to(device)
-
-
 class GraphedStep:
-    """`body`, the training step of `optimizer`, captured on its first use after WARMUP_STEPS eager steps and replayed
-    for every later batch; keeps the running sums of the steps since `begin_epoch` on the device. Its output is the
-    step's sums, in static tensors that the next step overwrites."""
+    """`body`, the training step of `optimizer`, captured after WARMUP_STEPS eager steps and replayed for every later
+    batch, summing the steps since `begin_epoch` on the device; a call returns its sums in tensors the next reuses."""
 
     def __init__(self, optimizer: torch.optim.Optimizer, body: StepBody):
-        make_capturable(optimizer)
+        # AdamW in a graph: capturable, each lr a device tensor (a float would be frozen into the graph)
+        for group in optimizer.param_groups:
+            device = group["params"][0].device
+            group["capturable"] = True
+            if not isinstance(group["lr"], Tensor):
+                group["lr"] = torch.tensor(float(group["lr"]), dtype=torch.float32, device=device)
+            elif group["lr"].device != device:    # e.g. a checkpoint loaded with another map_location
+                group["lr"] = group["lr"].to(device)
         self.body = body
         self.graph: torch.cuda.CUDAGraph | None = None
         self.eager_steps = 0

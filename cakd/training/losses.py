@@ -1,11 +1,9 @@
-"""The report's distillation losses as pure functions of tensors (report section 3).
-
-Shapes: student logits [B,C], teacher logits [K,B,C] (one teacher: [B,C]), labels [B]. Every loss returns (loss,
-diagnostics); diagnostics are detached tensors (no `.item()`: that would sync the GPU every step). KL terms are
-tau^2-scaled and averaged over the batch ("batchmean"), never over classes as well. Where the report is ambiguous, or
-the authors' code differs from its equations, a keyword option chooses; its default is the report's equation. The
-allowed values are cakd.definitions.config's: a call checks its options there (`check_option`), once; a run checks
-them once, in its RunConfig, and calls the loss unchecked (`LOSSES`)."""
+"""The report's distillation losses as pure functions of tensors (report section 3). Shapes: student logits [B,C],
+teacher logits [K,B,C] (one teacher: [B,C]), labels [B]. Every loss returns (loss, diagnostics), the diagnostics
+detached tensors (an `.item()` would sync the GPU every step). KL terms are tau^2-scaled and averaged over the batch
+("batchmean"), never over classes too. Where the report is ambiguous, or the authors' code differs from its equations,
+a keyword option chooses, by default the report's equation. A call checks its options (cakd.definitions.config's
+`check_option`); a run checks them once, in its RunConfig, and calls the loss unchecked."""
 from __future__ import annotations
 
 import functools

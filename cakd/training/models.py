@@ -1,10 +1,8 @@
-"""Student and teacher networks by name, each with its own input pipeline (report section 4.1).
-
-Every model here takes float images in [0, 1] at any size, [B,3,H,W], and applies its own resize, centre crop and
-normalization (cakd.definitions.networks) on the device, batched; `forward_clean` instead makes a teacher's input from
-the 8-bit image with PIL, as the authors' code did. Teachers are the public CIFAR-100 checkpoints the authors used,
-built from timm exactly as those checkpoints were made; the `tiny` scale builds a small member of each family under
-the same name (smoke profile)."""
+"""Student and teacher networks by name, each with its own input pipeline (report section 4.1): any-size float images
+[B,3,H,W] in [0, 1] are resized, centre-cropped and normalized (cakd.definitions.networks) on the device; a teacher's
+`forward_clean` instead makes its input from the 8-bit image with PIL, as the authors' code did. Teachers are built
+from timm as the authors' public CIFAR-100 checkpoints were made; the `tiny` scale builds a small member of each family
+under the same name (smoke profile)."""
 from __future__ import annotations
 
 import os
@@ -79,18 +77,6 @@ class Classifier(nn.Module):
 
 # ----------------------------------------------------------------------------- students
 
-StudentFn = Callable[[int, Scale], nn.Module]   # (num_classes, scale) -> network, no input pipeline
-STUDENTS: dict[str, StudentFn] = {}
-
-
-def register_student(name: str) -> Callable[[StudentFn], StudentFn]:
-    def add(fn: StudentFn) -> StudentFn:
-        STUDENTS[name] = fn
-        return fn
-    return add
-
-
-@register_student("mobilenetv2_100")
 def timm_mobilenetv2(num_classes: int, scale: Scale) -> nn.Module:
     """timm `mobilenetv2_100` from scratch (the authors' student, 2,351,972 parameters with 100 classes)."""
     import timm
@@ -105,7 +91,6 @@ def timm_mobilenetv2(num_classes: int, scale: Scale) -> nn.Module:
     return timm.create_model("mobilenetv2_100", pretrained=False, num_classes=num_classes)
 
 
-@register_student("cifar_mobilenetv2")
 def cifar_mobilenetv2(num_classes: int, scale: Scale) -> nn.Module:
     """MobileNetV2 for 32x32 inputs (ours, consistent profile): stride-1 stem and second stage, 4x4 features."""
     from torchvision.models import MobileNetV2
@@ -122,6 +107,10 @@ def cifar_mobilenetv2(num_classes: int, scale: Scale) -> nn.Module:
     return net
 
 
+StudentFn = Callable[[int, Scale], nn.Module]   # (num_classes, scale) -> network, no input pipeline
+STUDENTS: dict[str, StudentFn] = {"mobilenetv2_100": timm_mobilenetv2, "cifar_mobilenetv2": cifar_mobilenetv2}
+
+
 def create_student(name: str, num_classes: int, scale: Scale = "full") -> Classifier:
     _check_scale(scale)
     if name not in STUDENTS:
@@ -133,17 +122,18 @@ def create_student(name: str, num_classes: int, scale: Scale = "full") -> Classi
 
 @dataclass(frozen=True)
 class TeacherSpec:
-    """A public CIFAR-100 teacher's architecture and a tiny stand-in of its family (each num_classes -> network with
-    random weights); its input pipelines are cakd.definitions.networks'."""
+    """A public CIFAR-100 teacher's architecture and a tiny stand-in of its family: num_classes -> random network."""
     build: Callable[[int], nn.Module]
     tiny: Callable[[int], nn.Module]
 
 
-def _cifar_resnet(arch: str, **tiny: object) -> Callable[[int], nn.Module]:
-    """timm ResNet with the CIFAR stem of the checkpoints: conv1 3x3 stride 1 (no bias), no max-pool."""
+def _cifar_resnet(arch: str, tiny_layers: tuple[int, ...] = ()) -> Callable[[int], nn.Module]:
+    """timm ResNet with the CIFAR stem of the checkpoints: conv1 3x3 stride 1 (no bias), no max-pool; `tiny_layers`:
+    a narrow stand-in with those blocks per stage."""
     def build(num_classes: int) -> nn.Module:
         import timm
 
+        tiny = dict(channels=(8, 16, 32, 64), stem_width=8, layers=tiny_layers) if tiny_layers else {}
         net = timm.create_model(arch, pretrained=False, num_classes=num_classes, **tiny)
         net.conv1 = nn.Conv2d(3, net.conv1.out_channels if tiny else 64, 3, stride=1, padding=1, bias=False)
         net.maxpool = nn.Identity()
@@ -176,14 +166,10 @@ def _tiny_vit(num_classes: int) -> nn.Module:
     return VisionTransformer(img_size=32, patch_size=8, embed_dim=48, depth=2, num_heads=3, num_classes=num_classes)
 
 
-_TINY_RESNET = dict(channels=(8, 16, 32, 64), stem_width=8)
 TEACHERS: dict[str, TeacherSpec] = {
-    "resnet18_cifar100": TeacherSpec(_cifar_resnet("resnet18"),
-                                     _cifar_resnet("resnet18", **_TINY_RESNET, layers=(1, 1, 1, 1))),
-    "resnet34_cifar100": TeacherSpec(_cifar_resnet("resnet34"),
-                                     _cifar_resnet("resnet34", **_TINY_RESNET, layers=(1, 2, 1, 1))),
-    "resnet50_cifar100": TeacherSpec(_cifar_resnet("resnet50"),
-                                     _cifar_resnet("resnet50", **_TINY_RESNET, layers=(1, 1, 1, 1))),
+    "resnet18_cifar100": TeacherSpec(_cifar_resnet("resnet18"), _cifar_resnet("resnet18", (1, 1, 1, 1))),
+    "resnet34_cifar100": TeacherSpec(_cifar_resnet("resnet34"), _cifar_resnet("resnet34", (1, 2, 1, 1))),
+    "resnet50_cifar100": TeacherSpec(_cifar_resnet("resnet50"), _cifar_resnet("resnet50", (1, 1, 1, 1))),
     "densenet121_cifar100": TeacherSpec(_cifar_densenet(12, (6, 12, 24, 16)), _cifar_densenet(8, (2, 2, 2, 2))),
     "vit_base_patch16_224_in21k_ft_cifar100": TeacherSpec(_vit, _tiny_vit),
 }
@@ -231,8 +217,7 @@ def load_public_weights(model: Classifier, name: str) -> Classifier:
 
 
 if set(STUDENTS) != set(get_args(Student)) or not set(TEACHERS) == set(TEACHER_LABELS) == set(TEACHER_PIPELINES):
-    raise TypeError("cakd.training.models must build exactly the students and teachers cakd.definitions.networks "
-                    "names")
+    raise TypeError("cakd.training.models must build exactly the students and teachers cakd.definitions.networks names")
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -23,9 +23,8 @@ def autocast_for(device: torch.device, precision: str, graph: bool = False) -> A
 
 @contextmanager
 def created_in(precision: str) -> Iterator[None]:
-    """Networks built inside draw their initial weights in the weights' dtype. For fp64 that makes them the same
-    on every CPU: float32 draws differ in their last bits between the vectorized (AVX2, AVX-512) and the scalar
-    random-number kernels, a difference training then grows."""
+    """Networks built inside draw their initial weights in the weights' dtype. For fp64 that makes them equal on every
+    CPU: float32 draws differ in their last bits between vectorized (AVX2, AVX-512) and scalar random-number kernels."""
     saved = torch.get_default_dtype()
     torch.set_default_dtype(compute_dtype(precision))
     try:

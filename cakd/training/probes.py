@@ -1,8 +1,6 @@
-"""Fixed probes of a run's mathematics, and measurements of its teachers, for the book's pages.
-
-The probes are deterministic by construction (closed-form float64 inputs, no training), so the golden notebooks can
-compare them exactly on any CPU: the loss and diagnostics of the run's method on a fixed batch, the learning rate of
-each epoch, the networks' sizes. `method3_ties` measures how often Method 3's choice depends on the teachers' order."""
+"""Fixed probes of a run's mathematics for the book's pages: its loss on a fixed batch, each epoch's learning rate, the
+networks' sizes, deterministic by construction (float64, no training) so the golden notebooks compare them exactly on
+any CPU; and measurements of its teachers (`method3_ties`: how often Method 3's choice depends on their order)."""
 from __future__ import annotations
 
 import pandas as pd
@@ -62,9 +60,8 @@ def teacher_architectures(config: RunConfig, names: list[str]) -> pd.DataFrame:
 
 def method3_ties(config: RunConfig, caches: list[TeacherLogitCache], splits: Splits, device: torch.device,
                  chunk: int = 4096) -> dict[str, float]:
-    """How often Method 3's choice of teacher depends on the teachers' order, over the cached training logits of
-    `config.teachers` (every cached view of every image): the percentage of samples where two or more teachers
-    share the highest true-class probability, and of samples where they share it at exactly 1.0."""
+    """How often Method 3's choice depends on the teachers' order, over their cached training logits, every cached view:
+    the percentage of samples where 2+ teachers share the highest true-class probability, and where they share 1.0."""
     temperature = confidence_temperature_of(config.confidence_temperature, config.temperature)
     samples = tied = at_one = 0
     for first in range(0, len(splits.train), chunk):

@@ -27,8 +27,7 @@ def checkpoint_path(config: RunConfig) -> Path:
 
 def load_or_train(config: RunConfig, *, force: bool = False,
                   on_epoch: Callable[[EpochRecord], None] | None = None) -> RunResult:
-    """The finished run of `config` from the registry, or train it now (resuming an interrupted one);
-    `on_epoch` receives each epoch's record as it trains."""
+    """The finished run of `config` from the registry, else trained now (resuming an interrupted one)."""
     check_flag("force", force)
     if not force and (run := find_run(config)) is not None:
         return run
@@ -60,9 +59,8 @@ def step_loss(config: RunConfig) -> Callable:
 
 
 def preflight(config: RunConfig, check_inputs: bool = False) -> torch.device:
-    """The run's device; a profile of full-size models refuses to fall back to a CPU (days of training) unless
-    device='cpu' is asked for. With `check_inputs`, also the data and the teachers' published weights
-    (downloaded when online): whatever is missing fails here with one message that says what to do."""
+    """The run's device (a profile of full-size models trains on a CPU, for days, only if asked); `check_inputs` also
+    checks (or downloads) the data and the teachers' public weights: what is missing fails here, saying what to do."""
     device = resolve_device(config.device)
     if device.type == "cpu" and get_profile(config.profile).needs_gpu and config.device == "auto":
         raise RequirementError(f"the {config.profile} profile trains full-size models for up to {config.epochs} "

@@ -55,8 +55,7 @@ def teacher_folder(training: TeacherTraining) -> Path:
 
 
 def load_or_train_teacher(training: TeacherTraining, device: str = "auto", splits: Splits | None = None, *,
-                          force: bool = False, on_epoch: Callable[[EpochRecord], None] | None = None
-                          ) -> LoadedTeacher:
+                          force: bool = False, on_epoch: Callable[[EpochRecord], None] | None = None) -> LoadedTeacher:
     """The teacher of `training`: loaded (weights verified against their hash) or trained now."""
     check_flag("force", force)
     folder = teacher_folder(training)
@@ -80,10 +79,9 @@ def load_or_train_teacher(training: TeacherTraining, device: str = "auto", split
     torch.manual_seed(training.seed)   # the same initial weights whatever the process ran before
     with created_in(training.precision):
         model = create_teacher(training.name, splits.num_classes, training.model_scale)
-    cfg = FitConfig(views=TEACHER_TRAINING_VIEWS, device=resolved, epochs=training.epochs,
-                    batch_size=training.batch_size, lr=training.lr, weight_decay=1e-4, schedule="cosine",
-                    cosine_epochs=training.epochs, eta_min=0.0, patience=0, precision=training.precision,
-                    seed=training.seed)
+    cfg = FitConfig(views=TEACHER_TRAINING_VIEWS, device=resolved, epochs=training.epochs, lr=training.lr,
+                    batch_size=training.batch_size, weight_decay=1e-4, schedule="cosine", eta_min=0.0, patience=0,
+                    cosine_epochs=training.epochs, precision=training.precision, seed=training.seed)
     result = fit(model, splits, LOSSES["baseline"], cfg, checkpoint=folder / "resume.pt", on_epoch=on_epoch)
     state = {k: v.cpu() for k, v in result.model.state_dict().items()}
     info = {"name": training.name, "run_id": training.run_id, "weights": checkpoints.weights_digest(state),

@@ -1,14 +1,10 @@
-"""Where KD gets its teacher logits while the student trains: the one module for it.
-
-Two options decide it. `teacher_input`: each teacher sees the clean image through its own eval pipeline (the authors'
-code: the targets are fixed, one logit vector per image) or the student's own augmented view (consistent teaching, ours;
-Beyer et al., the report's ref. [3]). `teacher_mode`: the logits are computed once and looked up exactly (`cache`: per
-image, or per (image, view) over all 162 views of a 32x32 image) or the teachers run on every batch (`online`). Both
-give the same numbers: online logits are rounded to the cache's fp16, and a test checks cache == online. A cache's
-folder is named by what it is made from (`cache_key`: the teacher, the data, its inputs); inside, a fingerprint of its
-content (the teacher's weights, the data's bytes, the pipeline, dtype, autocast) and checksums: nothing stale or
-damaged is used. The teachers come loaded and frozen (cakd.training.teachers); this module only runs or looks them up.
-"""
+"""Where KD gets its teacher logits while the student trains: the one module for it. `teacher_input`: each teacher sees
+the clean image through its own eval pipeline (the authors' code: one fixed logit vector per image) or the student's
+augmented view (consistent teaching, ours; Beyer et al., the report's ref. [3]). `teacher_mode`: the logits are computed
+once and looked up (`cache`: per image, or per (image, view) over all 162 views of a 32x32 image) or the teachers run on
+every batch (`online`), rounded to the cache's fp16 so that both give the same numbers. A cache's folder is named by
+what it is made from (`cache_key`); a fingerprint of its content (weights, data, pipeline, dtype, autocast) and
+checksums keep anything stale or damaged out. The teachers come loaded and frozen (cakd.training.teachers)."""
 from __future__ import annotations
 
 import dataclasses
@@ -103,8 +99,7 @@ class TeacherLogitCache:
 
     @staticmethod
     def fingerprint(weights_digest: str, model: nn.Module, splits: Splits, autocast: str = "none") -> dict[str, Any]:
-        """What a cache's content depends on beyond its key: the teacher's weights, the data's bytes, how the teacher
-        reads an image, and the precision its logits were computed and stored in."""
+        """What a cache's content depends on beyond its key: weights, data, input pipeline, logit dtype, autocast."""
         return {"format": FORMAT_VERSION, "weights": weights_digest, "data": splits.fingerprint,
                 "num_classes": splits.num_classes, "pipeline": model.pipeline.describe(), "dtype": str(CACHE_DTYPE),
                 "autocast": autocast}
@@ -161,8 +156,7 @@ class TeacherLogitCache:
 
 def teacher_logits(config: RunConfig, teachers: list[FrozenTeacher], splits: Splits, device: torch.device
                    ) -> tuple[OnlineTeachers | CachedTeachers, dict[str, Any]]:
-    """The KD logit source of a run from its loaded teachers, and a record of them (accuracies, cache passes, cache
-    bytes)."""
+    """The run's KD logit source from its loaded teachers, and their record (accuracies, cache passes and bytes)."""
     names = [t.name for t in teachers]
     if config.teacher_mode == "online":
         models = [prepare_teacher(t.model, device) for t in teachers]
@@ -176,9 +170,8 @@ def teacher_logits(config: RunConfig, teachers: list[FrozenTeacher], splits: Spl
 
 
 def cache_key(config: RunConfig, name: str) -> dict[str, Any]:
-    """What teacher `name`'s cache for `config` is made from, known before any weight or image is read: the teacher
-    (published, or the options that train it here), the data, the teacher's input, the precision. It names the cache's
-    folder, so runs with equal keys read one cache, which cakd.orchestration.reproduce builds once."""
+    """What teacher `name`'s cache for `config` is made from, known before any weight or image is read. It names the
+    cache's folder, so runs with equal keys read one cache, which cakd.orchestration.reproduce builds once."""
     trained = config.teacher_weights == "train"
     source = dataclasses.asdict(TeacherTraining.of(config, name)) if trained else {"public": name}
     return {"teacher": name, "source": source, "dataset": config.dataset, "data_dir": config.data_dir,
@@ -238,8 +231,7 @@ def _cached_accuracy(cache: TeacherLogitCache, splits: Splits) -> dict[str, floa
 def _fill(out: np.ndarray, model: nn.Module, split: Split, count: int, views: Views, device: torch.device,
           precision: str, batch_size: int, desc: str, progress: Progress) -> None:
     """out[i] = teacher(clean image i), or out[i, v] = teacher(student view v of image i), in batches."""
-    images = split.images.to(device)
-    pairs = len(split) * count
+    images, pairs = split.images.to(device), len(split) * count
     bar = progress(range(0, pairs, batch_size), desc=desc)
     for first in bar:
         flat = torch.arange(first, min(first + batch_size, pairs), device=device)

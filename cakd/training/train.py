@@ -1,12 +1,9 @@
-"""The training loop (report section 4.1, the authors' recipe): one `fit` for students and the smoke teachers.
-
-Data and augmentation stay on the device; the step has no host sync (per-epoch sums stay on the device); mixed precision
-and channels_last on CUDA, fp32 or fp64 on a CPU. The learning rate follows CosineAnnealingLR stepped once per epoch
-(the authors' Lightning default); training stops early when validation accuracy has not improved for `patience` epochs;
-the reported number is the test accuracy of the best-validation epoch, so the test split is read only at a new best
-validation accuracy and at the last epoch. Every epoch ends with an atomic checkpoint
-holding everything needed to resume bitwise, and hands its record to `on_epoch` (progress is data: whoever runs the loop
-decides how to show it)."""
+"""The training loop (report section 4.1, the authors' recipe): one `fit` for students and the smoke teachers. Data and
+augmentation stay on the device, and a step never syncs with the host; mixed precision and channels_last on CUDA, fp32
+or fp64 on a CPU. CosineAnnealingLR steps once per epoch (the authors' Lightning default); training stops when
+validation accuracy has not improved for `patience` epochs. The reported number is the test accuracy of the
+best-validation epoch, so the test split is read only at a new best and at the last epoch. Each epoch ends with an
+atomic checkpoint to resume from bitwise and hands its record to `on_epoch`: its caller decides how to show progress."""
 from __future__ import annotations
 
 import dataclasses
@@ -38,9 +35,7 @@ class TeacherLogits(Protocol):
     """What the loop needs of KD's teachers (cakd.training.teaching provides them, from a cache or online): logits
     [K,B,C] for train-split `indices`, their `view_ids` and the student's `views` (the float images it sees)."""
     names: list[str]
-
-    @property
-    def forward_passes(self) -> int: ...
+    forward_passes: int
 
     def graph_blocker(self) -> str | None:
         """Why a training step reading these logits cannot be one CUDA graph, or None when it can."""
@@ -70,10 +65,8 @@ class FitConfig:
 
     @classmethod
     def of(cls, config: RunConfig, device: torch.device) -> "FitConfig":
-        """The student's optimisation, as the run's config says."""
-        own = {"views": config.views, "device": device, "cosine_epochs": config.cosine_epochs}
         shared = {f.name: getattr(config, f.name) for f in dataclasses.fields(cls) if f.name in OPTIONS}
-        return cls(**{**shared, **own})
+        return cls(**{**shared, "views": config.views, "device": device, "cosine_epochs": config.cosine_epochs})
 
 
 @dataclass
@@ -94,9 +87,8 @@ def resolve_device(device: str) -> torch.device:
 def fit(model: nn.Module, splits: Splits, step_loss: StepLoss, cfg: FitConfig, *,
         teachers: TeacherLogits | None = None, checkpoint: Path | None = None,
         on_epoch: Callable[[EpochRecord], None] | None = None) -> FitResult:
-    """Train `model` on splits.train; returns the per-epoch history. Resumes from `checkpoint` if present. `teachers`
-    supplies teacher logits for each batch (cache or online); the loop does not care which, and records their cumulative
-    forward passes in the history. `on_epoch` receives each epoch's record."""
+    """Train `model` on splits.train, resuming from `checkpoint` if present; `teachers` supply each batch's logits
+    (cached or online: the loop does not care which, and records their cumulative forward passes)."""
     configure_threads()
     device = cfg.device
     torch.manual_seed(cfg.seed)
@@ -154,10 +146,8 @@ def fit(model: nn.Module, splits: Splits, step_loss: StepLoss, cfg: FitConfig, *
     return FitResult(history, model, seconds)
 
 
-def prepare_training(model: nn.Module, cfg: FitConfig
-                     ) -> tuple[nn.Module, torch.optim.Optimizer, torch.amp.GradScaler]:
-    """The model on the device in its dtype, its AdamW and grad scaler: channels_last, fused AdamW and (as asked)
-    cuDNN's benchmark mode on CUDA."""
+def prepare_training(model: nn.Module, cfg: FitConfig) -> tuple[nn.Module, torch.optim.Optimizer, torch.amp.GradScaler]:
+    """The model on the device in its dtype, its AdamW and grad scaler (CUDA: channels_last, fused, cudnn_benchmark)."""
     device = cfg.device
     model = model.to(device, dtype=compute_dtype(cfg.precision))
     if device.type == "cuda":
@@ -181,8 +171,7 @@ def make_scheduler(optimizer: torch.optim.Optimizer, schedule: str, cosine_epoch
 
 class TrainStep:
     """`train_step` over the batches of an epoch: on CUDA one captured graph replayed per batch (cakd.training.graphed),
-    else eagerly, with a warning saying why when cfg.cuda_graph asked for the graph. `fit` runs one per run; the
-    benchmark times it."""
+    else eagerly, with a warning saying why when cfg.cuda_graph asked for the graph. The benchmark times it too."""
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
                  step_loss: StepLoss, train: Split, cfg: FitConfig, teachers: TeacherLogits | None = None):
@@ -204,8 +193,7 @@ class TrainStep:
         return self.graph is not None
 
     def epoch(self, order: Tensor, view_ids: Tensor) -> dict[str, Tensor]:
-        """One step per full batch of `order` (device indices into the training split, with their view ids); the
-        running sums of loss, train accuracy and diagnostics, on the device (no host sync)."""
+        """A step per full batch of `order` (training-split indices) and `view_ids`; the steps' sums, on the device."""
         b = self.batch_size
         batches = [(order[first:first + b], view_ids[first:first + b]) for first in range(0, len(order) // b * b, b)]
         if self.graph is not None:
@@ -263,8 +251,7 @@ def evaluate(model: Callable[[Tensor], Tensor], split: Split, views: Views, batc
 
 def reports_test(history: list[dict[str, float]], record: dict[str, float], cfg: FitConfig) -> bool:
     """Whether epoch `record` may be reported, so its test accuracy is read: a new best validation accuracy (the
-    summary reports the test accuracy there) or the last epoch (its own, for comparison). Other epochs skip the
-    test split."""
+    summary reports the test accuracy there) or the last epoch (its own, for comparison)."""
     so_far = [*history, record]
     return best_epoch(so_far) == len(history) or record["epoch"] >= cfg.epochs or patience_spent(so_far, cfg.patience)
 

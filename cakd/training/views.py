@@ -1,11 +1,8 @@
-"""Image geometry, batched on the images' device: torchvision's Resize and CenterCrop as tensor operations, and the
-student's views (report section 4.1).
-
-A student view is: resize (optional, bicubic) -> zero-pad (optional) -> crop -> optional horizontal flip. The paper
-profile's 32 -> 256 -> random 224 crop has 33 x 33 x 2 = 2,178 views per image; the consistent profile's pad-4 / crop-32
-has exactly 162. Each sampled view carries its id, so teacher logits can be cached per (image, view); evaluation uses
-the centred, un-flipped view (torchvision's CenterCrop). The models' input pipelines use `resize` and `center_crop` too.
-"""
+"""Image geometry, batched on the images' device: torchvision's Resize and CenterCrop as tensor operations (the
+models' input pipelines use them too), and the student's views (report section 4.1): resize (optional, bicubic) ->
+zero-pad (optional) -> crop -> optional horizontal flip. The paper profile's 32 -> 256 -> random 224 crop has
+33 x 33 x 2 = 2,178 views per image, the consistent profile's pad-4 / crop-32 exactly 162. Each sampled view carries its
+id, so teacher logits can be cached per (image, view); evaluation uses the centred, un-flipped view."""
 from __future__ import annotations
 
 import torch
