@@ -4,6 +4,7 @@ what a run page prints for the regression tests; the teachers page's measurement
 from __future__ import annotations
 
 import dataclasses
+import functools
 import platform
 from typing import Any, Callable
 
@@ -107,10 +108,9 @@ def teachers_table(config: RunConfig, names: list[str]) -> HtmlTable:
 
 def load_teachers(config: RunConfig, names: list[str], force: bool = False) -> list[Any]:
     """Every teacher of `names` (published weights loaded, or trained here once)."""
-    from ..training.data import load_splits
     from ..training.teachers import load_teacher
 
-    splits = load_splits(config)
+    splits = _splits(config)
     return [load_teacher(config, name, splits, force=force) for name in names]
 
 
@@ -122,11 +122,10 @@ def teacher_histories(teachers: list[Any]) -> dict[str, list[dict[str, float]]]:
 def teacher_accuracy(config: RunConfig, teachers: list[Any]) -> dict[str, float]:
     """Validation and test accuracy (%) of each loaded teacher on the clean images, rounded; also written to
     the results home (results/<profile>/teachers.json) for the book and the golden tests."""
-    from ..training.data import load_splits
     from ..training.runs import preflight
     from ..training.teaching import teacher_accuracy as accuracy
 
-    device, splits = preflight(config), load_splits(config)
+    device, splits = preflight(config), _splits(config)
     values = {f"{t.name}.{k}": round(v, 2) for t in teachers
               for k, v in accuracy(t.model.to(device), splits, device, config.precision).items()}
     files.write_json(paths.results_home() / config.profile / "teachers.json", values)
@@ -138,12 +137,11 @@ def method3_ties(config: RunConfig, teachers: list[Any]) -> dict[str, dict[str, 
     (cakd.training.probes.method3_ties, on logit caches built when missing); also in results/<profile>/ties.json."""
     import torch
 
-    from ..training.data import load_splits
     from ..training.probes import method3_ties as ties
     from ..training.runs import preflight
     from ..training.teaching import load_or_build_cache
 
-    device, splits, out = preflight(config), load_splits(config), {}
+    device, splits, out = preflight(config), _splits(config), {}
     loaded = {t.name: t for t in teachers}
     for row in manifest.all_rows():
         names = tuple(row.params.get("teachers", ()))
@@ -155,3 +153,11 @@ def method3_ties(config: RunConfig, teachers: list[Any]) -> dict[str, dict[str, 
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"a CPU ({platform.machine()})"
     files.write_json(paths.results_home() / config.profile / "ties.json", {"device": where, "sets": out})
     return out
+
+
+@functools.lru_cache(maxsize=1)
+def _splits(config: RunConfig) -> Any:
+    """The teachers page's splits, read once for its three measurements (CIFAR-100 takes seconds to read and split)."""
+    from ..training.data import load_splits
+
+    return load_splits(config)
