@@ -45,11 +45,12 @@ from ..training.views import apply_views, random_views
 WORKERS = (2, 4)        # the authors' DataLoader workers: their notebook's 2 (cells 36, 51), and 4 for comparison
 TIMER_WARMUP = 2        # untimed steps torch.utils.benchmark's Timer.timeit runs before its timed ones
 NUM_CLASSES = 100
-MEMORY_METHOD = {   # how a pipeline's peak memory is measured while it is built and warmed up (the record says it)
-    "cuda": "torch.cuda.max_memory_allocated minus the memory allocated before (model, optimizer, caches, teachers, "
+MEMORY_METHOD = {   # how a pipeline's peak memory is measured, by device type (the record says it)
+    "cuda": "what each pipeline adds to the GPU memory while it is built and warmed up: "
+            "torch.cuda.max_memory_allocated minus the memory allocated before (model, optimizer, caches, teachers, "
             "graph pool and peak activations; no CUDA context or allocator cache)",
-    "cpu": "growth of the process's peak RSS (getrusage ru_maxrss, which cannot be reset): 0 when it stays below an "
-           "earlier peak; DataLoader workers not included"}
+    "cpu": "growth of the process's peak RSS (getrusage ru_maxrss, which cannot be reset) while each pipeline is "
+           "built and warmed up: 0 when it stays below an earlier peak; DataLoader workers not included"}
 
 
 @dataclass
